@@ -1,0 +1,1 @@
+"""Infrastructure adapters: database tables, engine, repositories."""

@@ -1,0 +1,59 @@
+"""Engines and sessions for SQLite (aiosqlite, the embedded default) and PostgreSQL (asyncpg).
+
+SQLite is set up for a concurrent async bot: WAL, synchronous=NORMAL, a busy timeout, foreign keys,
+and every transaction begun IMMEDIATE so that a transaction that reads and then writes cannot fail
+with "database is locked" halfway (SQLAlchemy's aiosqlite documentation gives the event-hook recipe).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    if not is_sqlite(url):
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_async_engine(url, **kwargs)
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        raise ValueError(
+            "An in-memory SQLite database is one per connection and would lose data: use a file, "
+            "e.g. sqlite+aiosqlite:///./access_requests.db"
+        )
+    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
+    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Stop the driver from issuing its own deferred BEGIN; ``_sqlite_on_begin`` issues ours.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        "PRAGMA foreign_keys=ON",
+    ):
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def _sqlite_on_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # expire_on_commit=False: attributes stay readable after commit without lazy IO (MissingGreenlet).
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

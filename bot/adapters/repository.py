@@ -1,0 +1,252 @@
+"""Repositories: the abstract ports the service layer uses, and their SQLModel implementations."""
+
+from __future__ import annotations
+
+import abc
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from bot.adapters.tables import AccessRequestRow, ApproverRow, AuditRow, DecisionRow, SlackMessageRow
+from bot.domain.model import AccessRequest
+from bot.domain.values import Approver, Decision, Status, Verdict
+
+
+class ConcurrentUpdate(Exception):
+    """Another transaction changed the request between our read and our write; retry the unit."""
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    status: Status | None = None
+    requester_id: str | None = None
+    approver_id: str | None = None
+
+
+class AbstractRequestRepository(abc.ABC):
+    def __init__(self) -> None:
+        self.seen: dict[str, AccessRequest] = {}
+
+    async def add(self, request: AccessRequest) -> None:
+        await self._add(request)
+        self.seen[request.id] = request
+
+    async def get(self, request_id: str, *, for_update: bool = False) -> AccessRequest | None:
+        request = await self._get(request_id, for_update=for_update)
+        if request is not None:
+            earlier = self.seen.get(request.id)
+            if earlier is not None:  # loaded again in the same unit: keep the events not yet collected
+                request.events[:0] = earlier.events
+            self.seen[request.id] = request
+        return request
+
+    @abc.abstractmethod
+    async def _add(self, request: AccessRequest) -> None: ...
+
+    @abc.abstractmethod
+    async def _get(self, request_id: str, *, for_update: bool) -> AccessRequest | None: ...
+
+    @abc.abstractmethod
+    async def save(self, request: AccessRequest) -> None:
+        """Persist decisions and a status change made since the request was loaded."""
+
+    @abc.abstractmethod
+    async def list(self, where: RequestFilter, *, limit: int, offset: int = 0) -> list[AccessRequest]: ...
+
+    @abc.abstractmethod
+    async def count(self, where: RequestFilter) -> int: ...
+
+    @abc.abstractmethod
+    async def pending_for_approver(self, approver_id: str, *, limit: int) -> list[AccessRequest]: ...
+
+
+class SqlRequestRepository(AbstractRequestRepository):
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__()
+        self.session = session
+        self._loaded: dict[str, tuple[Status, int]] = {}
+
+    async def _add(self, request: AccessRequest) -> None:
+        self.session.add(
+            AccessRequestRow(
+                id=request.id,
+                requester_id=request.requester_id,
+                requester_name=request.requester_name,
+                resource=request.resource,
+                justification=request.justification,
+                duration_minutes=request.duration_minutes,
+                required_approvals=request.required_approvals,
+                status=request.status.value,
+                created_at=request.created_at,
+                updated_at=request.updated_at,
+            )
+        )
+        await self.session.flush()
+        self.session.add_all(
+            ApproverRow(request_id=request.id, position=i, user_id=a.user_id, display_name=a.display_name,
+                        email=a.email)
+            for i, a in enumerate(request.approvers)
+        )
+        await self.session.flush()
+        self._loaded[request.id] = (request.status, len(request.decisions))
+
+    async def _get(self, request_id: str, *, for_update: bool) -> AccessRequest | None:
+        query = select(AccessRequestRow).where(AccessRequestRow.id == request_id)
+        if for_update:
+            # populate_existing: never hand back attributes the identity map cached before the lock.
+            query = query.with_for_update().execution_options(populate_existing=True)
+        row = (await self.session.execute(query)).scalar_one_or_none()
+        if row is None:
+            return None
+        return (await self._hydrate([row]))[0]
+
+    async def save(self, request: AccessRequest) -> None:
+        status, known = self._loaded[request.id]
+        new = request.decisions[known:]
+        try:
+            for d in new:
+                self.session.add(DecisionRow(request_id=request.id, approver_id=d.approver_id,
+                                             verdict=d.verdict.value, reason=d.reason, decided_at=d.decided_at))
+            await self.session.flush()
+        except IntegrityError as exc:
+            raise ConcurrentUpdate(f"decision on {request.id} already recorded") from exc
+        table = AccessRequestRow.__table__
+        moved = await self.session.execute(
+            sa.update(table)
+            .where(table.c.id == request.id, table.c.status == status.value)
+            .values(status=request.status.value, updated_at=request.updated_at)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            raise ConcurrentUpdate(f"request {request.id} changed under us")
+        self._loaded[request.id] = (request.status, len(request.decisions))
+
+    async def list(self, where: RequestFilter, *, limit: int, offset: int = 0) -> list[AccessRequest]:
+        query = self._filtered(select(AccessRequestRow), where)
+        query = query.order_by(col(AccessRequestRow.created_at).desc(), col(AccessRequestRow.id).desc())
+        rows = (await self.session.execute(query.limit(limit).offset(offset))).scalars().all()
+        return await self._hydrate(rows)
+
+    async def count(self, where: RequestFilter) -> int:
+        query = self._filtered(select(sa.func.count()).select_from(AccessRequestRow), where)
+        return int((await self.session.execute(query)).scalar_one())
+
+    async def pending_for_approver(self, approver_id: str, *, limit: int) -> list[AccessRequest]:
+        decided = select(DecisionRow.request_id).where(DecisionRow.approver_id == approver_id)
+        query = (
+            self._filtered(select(AccessRequestRow), RequestFilter(Status.PENDING, approver_id=approver_id))
+            .where(col(AccessRequestRow.id).not_in(decided))
+            .order_by(col(AccessRequestRow.created_at).desc(), col(AccessRequestRow.id).desc())
+            .limit(limit)
+        )
+        return await self._hydrate((await self.session.execute(query)).scalars().all())
+
+    @staticmethod
+    def _filtered(query: Any, where: RequestFilter) -> Any:
+        if where.status is not None:
+            query = query.where(AccessRequestRow.status == where.status.value)
+        if where.requester_id is not None:
+            query = query.where(AccessRequestRow.requester_id == where.requester_id)
+        if where.approver_id is not None:
+            named = select(ApproverRow.request_id).where(ApproverRow.user_id == where.approver_id)
+            query = query.where(col(AccessRequestRow.id).in_(named))
+        return query
+
+    async def _hydrate(self, rows: Sequence[AccessRequestRow]) -> list[AccessRequest]:
+        ids = [r.id for r in rows]
+        if not ids:
+            return []
+        approvers: dict[str, list[ApproverRow]] = defaultdict(list)
+        for a in (await self.session.execute(
+            select(ApproverRow).where(col(ApproverRow.request_id).in_(ids)).order_by(col(ApproverRow.position))
+        )).scalars():
+            approvers[a.request_id].append(a)
+        decisions: dict[str, list[DecisionRow]] = defaultdict(list)
+        for d in (await self.session.execute(
+            select(DecisionRow).where(col(DecisionRow.request_id).in_(ids)).order_by(col(DecisionRow.id))
+        )).scalars():
+            decisions[d.request_id].append(d)
+        result = []
+        for r in rows:
+            request = AccessRequest(
+                id=r.id,
+                requester_id=r.requester_id,
+                requester_name=r.requester_name,
+                resource=r.resource,
+                justification=r.justification,
+                duration_minutes=r.duration_minutes,
+                required_approvals=r.required_approvals,
+                status=Status(r.status),
+                created_at=utc(r.created_at),
+                updated_at=utc(r.updated_at),
+                approvers=tuple(Approver(a.user_id, a.display_name, a.email) for a in approvers[r.id]),
+                decisions=[Decision(d.approver_id, Verdict(d.verdict), utc(d.decided_at), d.reason)
+                           for d in decisions[r.id]],
+            )
+            self._loaded[r.id] = (request.status, len(request.decisions))
+            result.append(request)
+        return result
+
+
+def utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class AbstractAuditLog(abc.ABC):
+    @abc.abstractmethod
+    async def record(self, *, action: str, actor_id: str | None, request_id: str | None,
+                     details: dict[str, Any], at: datetime) -> None: ...
+
+    @abc.abstractmethod
+    async def for_request(self, request_id: str) -> list[AuditRow]: ...
+
+
+class SqlAuditLog(AbstractAuditLog):
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def record(self, *, action: str, actor_id: str | None, request_id: str | None,
+                     details: dict[str, Any], at: datetime) -> None:
+        self.session.add(AuditRow(at=at, actor_id=actor_id, action=action, request_id=request_id, details=details))
+
+    async def for_request(self, request_id: str) -> list[AuditRow]:
+        await self.session.flush()
+        query = select(AuditRow).where(AuditRow.request_id == request_id).order_by(col(AuditRow.id))
+        return list((await self.session.execute(query)).scalars())
+
+
+class AbstractMessageLog(abc.ABC):
+    """Slack messages posted about each request, keyed by purpose (``dm:U123``, ``channel``, ...)."""
+
+    @abc.abstractmethod
+    async def for_request(self, request_id: str) -> dict[str, SlackMessageRow]: ...
+
+    @abc.abstractmethod
+    async def record(self, *, request_id: str, purpose: str, channel_id: str, ts: str, at: datetime) -> bool:
+        """Record a posted message; False if one was already recorded for that purpose."""
+
+
+class SqlMessageLog(AbstractMessageLog):
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def for_request(self, request_id: str) -> dict[str, SlackMessageRow]:
+        query = select(SlackMessageRow).where(SlackMessageRow.request_id == request_id)
+        return {m.purpose: m for m in (await self.session.execute(query)).scalars()}
+
+    async def record(self, *, request_id: str, purpose: str, channel_id: str, ts: str, at: datetime) -> bool:
+        query = select(SlackMessageRow).where(SlackMessageRow.request_id == request_id,
+                                              SlackMessageRow.purpose == purpose)
+        if (await self.session.execute(query)).scalar_one_or_none() is not None:
+            return False
+        self.session.add(SlackMessageRow(request_id=request_id, purpose=purpose, channel_id=channel_id, ts=ts,
+                                         posted_at=at))
+        await self.session.flush()
+        return True

@@ -1,0 +1,1 @@
+"""Services and the Unit of Work: the only layer that changes stored state."""

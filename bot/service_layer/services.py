@@ -1,0 +1,210 @@
+"""Use cases as plain functions of keyword arguments and a Unit of Work."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from bot.adapters.repository import ConcurrentUpdate, RequestFilter
+from bot.domain import errors
+from bot.domain.model import AccessRequest, DecisionOutcome
+from bot.domain.values import Approver, Policy, Status, Verdict
+from bot.service_layer.results import DecisionResult, Page, RequestView
+from bot.service_layer.unit_of_work import AbstractUnitOfWork
+
+T = TypeVar("T")
+ID_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L, U: easy to read aloud and type
+ATTEMPTS = 5
+
+
+def new_request_id() -> str:
+    return "AR-" + "".join(secrets.choice(ID_ALPHABET) for _ in range(8))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def create_request(
+    *,
+    uow: AbstractUnitOfWork,
+    requester_id: str,
+    resource: str,
+    justification: str,
+    approvers: Sequence[Approver],
+    requester_name: str = "",
+    duration_minutes: int | None = None,
+    policy: Policy | None = None,
+) -> RequestView:
+    policy = policy or Policy()
+    now = utcnow()
+    request = AccessRequest.create(
+        id=new_request_id(), requester_id=requester_id, requester_name=requester_name, resource=resource,
+        justification=justification, approvers=approvers, duration_minutes=duration_minutes, now=now,
+        policy=policy,
+    )
+    async with uow:
+        open_now = await uow.requests.count(RequestFilter(Status.PENDING, requester_id=requester_id))
+        if open_now >= policy.max_open_per_requester:
+            raise errors.TooManyOpenRequests(
+                f"You already have {open_now} open requests (the limit is {policy.max_open_per_requester}). "
+                "Cancel one with `/access-request cancel <id>` or wait for a decision."
+            )
+        await uow.requests.add(request)
+        await uow.audit.record(
+            action="request.created", actor_id=requester_id, request_id=request.id, at=now,
+            details={"resource": request.resource, "approvers": [a.user_id for a in request.approvers],
+                     "duration_minutes": duration_minutes},
+        )
+        await uow.commit()
+    return RequestView.of(request)
+
+
+async def approve(*, uow: AbstractUnitOfWork, request_id: str, approver_id: str,
+                  reason: str | None = None) -> DecisionResult:
+    return await decide(uow=uow, request_id=request_id, approver_id=approver_id, verdict=Verdict.APPROVE,
+                        reason=reason)
+
+
+async def deny(*, uow: AbstractUnitOfWork, request_id: str, approver_id: str,
+               reason: str | None = None) -> DecisionResult:
+    return await decide(uow=uow, request_id=request_id, approver_id=approver_id, verdict=Verdict.DENY,
+                        reason=reason)
+
+
+async def decide(*, uow: AbstractUnitOfWork, request_id: str, approver_id: str, verdict: Verdict,
+                 reason: str | None = None, policy: Policy | None = None) -> DecisionResult:
+    policy = policy or Policy()
+    if reason is not None and len(reason.strip()) > policy.max_reason_length:
+        raise errors.InvalidRequest(
+            f"The reason is {len(reason.strip()):,} characters long; the limit is {policy.max_reason_length:,}.",
+            field="reason",
+        )
+
+    async def unit() -> DecisionResult:
+        async with uow:
+            request = await _locked(uow, request_id)
+            before = request.status
+            now = utcnow()
+            outcome = request.decide(approver_id=approver_id, verdict=verdict, reason=reason, now=now)
+            if outcome is DecisionOutcome.ALREADY_RECORDED:
+                return DecisionResult(RequestView.of(request), outcome, None,
+                                      f"You had already chosen to {verdict.lower()} {request_id}; nothing changed.")
+            await uow.requests.save(request)
+            await uow.audit.record(action=f"decision.{verdict.lower()}", actor_id=approver_id,
+                                   request_id=request_id, at=now, details={"reason": request.decisions[-1].reason})
+            became = request.status if request.status is not before else None
+            if became is not None:
+                await _audit_status(uow, request, before, approver_id, now)
+            await uow.commit()
+        message = f"You chose to {verdict.lower()} {request_id}." + (
+            f" The request is now {became.lower()}." if became else ""
+        )
+        return DecisionResult(RequestView.of(request), outcome, became, message)
+
+    return await _audited(uow, f"decision.{verdict.lower()}", approver_id, request_id, unit)
+
+
+async def cancel(*, uow: AbstractUnitOfWork, request_id: str, user_id: str) -> RequestView:
+    async def unit() -> RequestView:
+        async with uow:
+            request = await _locked(uow, request_id)
+            before, now = request.status, utcnow()
+            request.cancel(by=user_id, now=now)
+            await uow.requests.save(request)
+            await _audit_status(uow, request, before, user_id, now)
+            await uow.commit()
+        return RequestView.of(request)
+
+    return await _audited(uow, "request.cancel", user_id, request_id, unit)
+
+
+async def expire(*, uow: AbstractUnitOfWork, request_id: str) -> RequestView:
+    async def unit() -> RequestView:
+        async with uow:
+            request = await _locked(uow, request_id)
+            before, now = request.status, utcnow()
+            request.expire(now=now)
+            await uow.requests.save(request)
+            await _audit_status(uow, request, before, None, now)
+            await uow.commit()
+        return RequestView.of(request)
+
+    return await _retrying(uow, unit)
+
+
+async def expire_stale(*, uow: AbstractUnitOfWork, older_than: timedelta, limit: int = 100) -> list[RequestView]:
+    """Expire pending requests created more than ``older_than`` ago."""
+    cutoff = utcnow() - older_than
+    async with uow:
+        oldest = await uow.requests.list(RequestFilter(Status.PENDING), limit=10_000)
+    stale = [r.id for r in oldest if r.created_at < cutoff][:limit]
+    expired = []
+    for request_id in stale:
+        try:
+            expired.append(await expire(uow=uow, request_id=request_id))
+        except errors.RequestClosed:
+            continue  # decided meanwhile
+    return expired
+
+
+async def get(*, uow: AbstractUnitOfWork, request_id: str) -> RequestView:
+    async with uow:
+        request = await uow.requests.get(request_id)
+    if request is None:
+        raise errors.RequestNotFound(f"There is no request {request_id}. Check the id, e.g. AR-7K2M9QXD.")
+    return RequestView.of(request)
+
+
+async def list_requests(*, uow: AbstractUnitOfWork, status: Status | None = None, requester_id: str | None = None,
+                        approver_id: str | None = None, page: int = 1, per_page: int = 10) -> Page:
+    where = RequestFilter(status, requester_id, approver_id)
+    page, per_page = max(1, page), max(1, min(per_page, 100))
+    async with uow:
+        total = await uow.requests.count(where)
+        items = await uow.requests.list(where, limit=per_page, offset=(page - 1) * per_page)
+    return Page(tuple(RequestView.of(r) for r in items), total, page, per_page)
+
+
+async def pending_for_approver(*, uow: AbstractUnitOfWork, approver_id: str, limit: int = 20) -> list[RequestView]:
+    async with uow:
+        return [RequestView.of(r) for r in await uow.requests.pending_for_approver(approver_id, limit=limit)]
+
+
+async def _locked(uow: AbstractUnitOfWork, request_id: str) -> AccessRequest:
+    request = await uow.requests.get(request_id, for_update=True)
+    if request is None:
+        raise errors.RequestNotFound(f"There is no request {request_id}. Check the id, e.g. AR-7K2M9QXD.")
+    return request
+
+
+async def _audit_status(uow: AbstractUnitOfWork, request: AccessRequest, before: Status, actor_id: str | None,
+                        now: datetime) -> None:
+    await uow.audit.record(action=f"status.{request.status.lower()}", actor_id=actor_id, request_id=request.id,
+                           at=now, details={"from": before.value, "to": request.status.value})
+
+
+async def _retrying(uow: AbstractUnitOfWork, unit: Callable[[], Awaitable[T]]) -> T:
+    for attempt in range(ATTEMPTS):
+        try:
+            return await unit()
+        except ConcurrentUpdate:
+            if attempt == ATTEMPTS - 1 or uow.nested:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _audited(uow: AbstractUnitOfWork, action: str, actor_id: str, request_id: str,
+                   unit: Callable[[], Awaitable[T]]) -> T:
+    """Run ``unit``; a refusal is written to the audit log in a unit of its own, then re-raised."""
+    try:
+        return await _retrying(uow, unit)
+    except errors.DomainError as refusal:
+        if not uow.nested:
+            async with uow:
+                await uow.audit.record(action=f"refused.{action}", actor_id=actor_id, request_id=request_id,
+                                       at=utcnow(), details={"code": refusal.code, "message": refusal.message})
+                await uow.commit()
+        raise

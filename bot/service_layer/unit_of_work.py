@@ -1,0 +1,131 @@
+"""The Unit of Work: one database transaction, rolled back unless committed.
+
+Units nest: a service entered inside another service's unit joins it, and only the outermost
+``commit`` commits, so several services' writes commit or roll back together.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.adapters.repository import (
+    AbstractAuditLog,
+    AbstractMessageLog,
+    AbstractRequestRepository,
+    SqlAuditLog,
+    SqlMessageLog,
+    SqlRequestRepository,
+)
+from bot.domain.events import Event
+
+
+class AbstractUnitOfWork(abc.ABC):
+    requests: AbstractRequestRepository
+    audit: AbstractAuditLog
+    messages: AbstractMessageLog
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._committed = False
+        self.committed_events: list[Event] = []
+
+    async def __aenter__(self) -> Self:
+        self._depth += 1
+        if self._depth == 1:
+            self._committed = False
+            await self._begin()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._depth -= 1
+        if self._depth > 0:
+            return  # the outermost unit decides
+        try:
+            if not self._committed:
+                await self._rollback()
+        finally:
+            await self._end()
+
+    @property
+    def nested(self) -> bool:
+        """True inside another unit of work: this unit's fate is the outer unit's."""
+        return self._depth > 0
+
+    async def commit(self) -> None:
+        if self._depth > 1:
+            return  # joined an outer unit: it commits for everyone
+        await self._commit()
+        self._committed = True
+        self.committed_events.extend(self._collect_new_events())
+
+    async def rollback(self) -> None:
+        await self._rollback()
+
+    def _collect_new_events(self) -> list[Event]:
+        found: list[Event] = []
+        for request in self.requests.seen.values():
+            found.extend(request.events)
+            request.events.clear()
+        return found
+
+    @abc.abstractmethod
+    async def _begin(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _commit(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _rollback(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _end(self) -> None: ...
+
+
+class SqlUnitOfWork(AbstractUnitOfWork):
+    """One AsyncSession per unit, made by the injected factory; never shared across tasks."""
+
+    def __init__(
+        self, session_factory: async_sessionmaker[AsyncSession], write_lock: asyncio.Lock | None = None
+    ) -> None:
+        super().__init__()
+        self._session_factory = session_factory
+        self._write_lock = write_lock
+
+    async def _begin(self) -> None:
+        if self._write_lock is not None:  # SQLite: one writer at a time in this process
+            await self._write_lock.acquire()
+        try:
+            self.session = self._session_factory()
+            self.requests = SqlRequestRepository(self.session)
+            self.audit = SqlAuditLog(self.session)
+            self.messages = SqlMessageLog(self.session)
+        except BaseException:
+            self._release()
+            raise
+
+    async def _commit(self) -> None:
+        await self.session.commit()
+
+    async def _rollback(self) -> None:
+        await self.session.rollback()
+
+    async def _end(self) -> None:
+        try:
+            await self.session.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._write_lock is not None and self._write_lock.locked():
+            self._write_lock.release()
+
+
+UnitOfWorkFactory = Callable[[], AbstractUnitOfWork]

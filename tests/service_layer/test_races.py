@@ -1,0 +1,89 @@
+"""Races from two separate engines, as two bot replicas would race."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from bot.adapters.db import Database
+from bot.adapters.tables import DecisionRow
+from bot.domain import errors, events
+from bot.domain.values import Approver, Status, Verdict
+from bot.service_layer import services
+from bot.service_layer.unit_of_work import AbstractUnitOfWork
+
+ALICE, BOB = Approver("UALICE"), Approver("UBOB")
+N = 50
+
+
+async def _decide(db: Database, request_id: str, approver: str, verdict: Verdict,
+                  seen: list[events.Event]) -> str:
+    uow: AbstractUnitOfWork = db.uow()
+    try:
+        result = await services.decide(uow=uow, request_id=request_id, approver_id=approver, verdict=verdict)
+        return result.outcome.value
+    except errors.DomainError as refused:
+        return refused.code
+    finally:
+        seen.extend(uow.committed_events)
+
+
+async def _create(db: Database, n: int) -> list[str]:
+    return [(await services.create_request(uow=db.uow(), requester_id=f"UREQ{i % 7}", resource=f"db-{i}",
+                                           justification="race", approvers=[ALICE, BOB])).id
+            for i in range(n)]
+
+
+async def test_simultaneous_double_approvals_from_two_replicas(db: Database) -> None:
+    replica_a, replica_b = Database(db.url), Database(db.url)
+    try:
+        ids = await _create(db, N)
+        seen: list[events.Event] = []
+        clicks = [(rid, who, replica) for rid in ids for who in ("UALICE", "UBOB")
+                  for replica in (replica_a, replica_b)]
+        random.Random(7).shuffle(clicks)
+        outcomes = await asyncio.gather(*(_decide(rep, rid, who, Verdict.APPROVE, seen) for rid, who, rep in clicks))
+        assert Counter(outcomes) == {"RECORDED": 2 * N, "ALREADY_RECORDED": 2 * N}
+        page = await services.list_requests(uow=db.uow(), per_page=100)
+        assert {r.status for r in page.items} == {Status.APPROVED} and page.total == N
+        async with db.engine.connect() as conn:
+            per_request = (await conn.execute(
+                select(DecisionRow.request_id, func.count()).group_by(DecisionRow.request_id))).all()
+        assert sorted(n for _, n in per_request) == [2] * N
+        became_approved = Counter(e.request_id for e in seen
+                                  if isinstance(e, events.StatusChanged) and e.new is Status.APPROVED)
+        assert became_approved == Counter({rid: 1 for rid in ids})
+        assert sum(isinstance(e, events.DecisionRecorded) for e in seen) == 2 * N
+    finally:
+        await replica_a.dispose()
+        await replica_b.dispose()
+
+
+async def test_approve_against_deny_ends_in_exactly_one_terminal_state(db: Database) -> None:
+    replica_a, replica_b = Database(db.url), Database(db.url)
+    try:
+        ids = await _create(db, N)
+        seen: list[events.Event] = []
+        clicks = []
+        for i, rid in enumerate(ids):
+            clicks += [(rid, "UALICE", Verdict.APPROVE, replica_a), (rid, "UBOB", Verdict.APPROVE, replica_b),
+                       (rid, "UBOB" if i % 2 else "UALICE", Verdict.DENY, replica_b if i % 2 else replica_a)]
+        random.Random(11).shuffle(clicks)
+        await asyncio.gather(*(_decide(rep, rid, who, v, seen) for rid, who, v, rep in clicks))
+        terminal = Counter(e.request_id for e in seen if isinstance(e, events.StatusChanged))
+        assert terminal == Counter({rid: 1 for rid in ids})
+        for rid in ids:
+            r = await services.get(uow=db.uow(), request_id=rid)
+            assert r.status in (Status.APPROVED, Status.DENIED)
+            verdicts = [d.verdict for d in r.decisions]
+            assert len({d.approver_id for d in r.decisions}) == len(r.decisions) <= 2
+            if r.status is Status.APPROVED:
+                assert verdicts == [Verdict.APPROVE, Verdict.APPROVE]
+            else:
+                assert verdicts.count(Verdict.DENY) == 1
+    finally:
+        await replica_a.dispose()
+        await replica_b.dispose()
