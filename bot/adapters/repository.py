@@ -14,7 +14,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from bot.adapters.tables import AccessRequestRow, ApproverRow, AuditRow, DecisionRow, SlackMessageRow
+from bot.adapters.tables import (
+    AccessRequestRow,
+    ApproverRow,
+    AuditRow,
+    DecisionRow,
+    ProcessedEventRow,
+    SlackMessageRow,
+)
 from bot.domain.model import AccessRequest
 from bot.domain.values import Approver, Decision, Status, Verdict
 
@@ -28,6 +35,7 @@ class RequestFilter:
     status: Status | None = None
     requester_id: str | None = None
     approver_id: str | None = None
+    involving: str | None = None  # the requester or one of the approvers
 
 
 class AbstractRequestRepository(abc.ABC):
@@ -156,6 +164,10 @@ class SqlRequestRepository(AbstractRequestRepository):
         if where.approver_id is not None:
             named = select(ApproverRow.request_id).where(ApproverRow.user_id == where.approver_id)
             query = query.where(col(AccessRequestRow.id).in_(named))
+        if where.involving is not None:
+            named = select(ApproverRow.request_id).where(ApproverRow.user_id == where.involving)
+            query = query.where(sa.or_(AccessRequestRow.requester_id == where.involving,
+                                       col(AccessRequestRow.id).in_(named)))
         return query
 
     async def _hydrate(self, rows: Sequence[AccessRequestRow]) -> list[AccessRequest]:
@@ -249,4 +261,22 @@ class SqlMessageLog(AbstractMessageLog):
         self.session.add(SlackMessageRow(request_id=request_id, purpose=purpose, channel_id=channel_id, ts=ts,
                                          posted_at=at))
         await self.session.flush()
+        return True
+
+
+class AbstractDeliveryLog(abc.ABC):
+    """Slack event ids already handled (Slack retries events; each must take effect once)."""
+
+    @abc.abstractmethod
+    async def first_time(self, event_id: str, *, at: datetime) -> bool: ...
+
+
+class SqlDeliveryLog(AbstractDeliveryLog):
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def first_time(self, event_id: str, *, at: datetime) -> bool:
+        if await self.session.get(ProcessedEventRow, event_id) is not None:
+            return False
+        self.session.add(ProcessedEventRow(event_id=event_id, received_at=at))
         return True

@@ -88,6 +88,21 @@ class AccessRequest:
     def decide(
         self, *, approver_id: str, verdict: Verdict, now: datetime, reason: str | None = None
     ) -> DecisionOutcome:
+        if self.check_decision(approver_id=approver_id, verdict=verdict) is DecisionOutcome.ALREADY_RECORDED:
+            return DecisionOutcome.ALREADY_RECORDED
+        reason = (reason or "").strip() or None
+        self.decisions.append(Decision(approver_id, verdict, now, reason))
+        self.events.append(events.DecisionRecorded(self.id, approver_id, verdict, reason))
+        if verdict is Verdict.DENY:
+            self._move_to(Status.DENIED, approver_id, now)
+        elif self.approvals >= self.required_approvals:
+            self._move_to(Status.APPROVED, approver_id, now)
+        else:
+            self.updated_at = now
+        return DecisionOutcome.RECORDED
+
+    def check_decision(self, *, approver_id: str, verdict: Verdict) -> DecisionOutcome | None:
+        """Refuse as ``decide`` would, changing nothing; ALREADY_RECORDED for a repeat, else None."""
         if self.approver(approver_id) is None:
             raise errors.NotAnApprover(
                 f"Only the approvers named on request {self.id} can decide it, and you are not one of them."
@@ -101,16 +116,7 @@ class AccessRequest:
                 "a decision cannot be changed."
             )
         self._require_pending("decided")
-        reason = (reason or "").strip() or None
-        self.decisions.append(Decision(approver_id, verdict, now, reason))
-        self.events.append(events.DecisionRecorded(self.id, approver_id, verdict, reason))
-        if verdict is Verdict.DENY:
-            self._move_to(Status.DENIED, approver_id, now)
-        elif self.approvals >= self.required_approvals:
-            self._move_to(Status.APPROVED, approver_id, now)
-        else:
-            self.updated_at = now
-        return DecisionOutcome.RECORDED
+        return None
 
     def cancel(self, *, by: str, now: datetime) -> None:
         if by != self.requester_id:

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from sqlalchemy.exc import IntegrityError
+
 from bot.adapters.repository import ConcurrentUpdate, RequestFilter
 from bot.domain import errors
 from bot.domain.model import AccessRequest, DecisionOutcome
@@ -107,6 +109,50 @@ async def decide(*, uow: AbstractUnitOfWork, request_id: str, approver_id: str, 
     return await _audited(uow, f"decision.{verdict.lower()}", approver_id, request_id, unit)
 
 
+async def check_decision(*, uow: AbstractUnitOfWork, request_id: str, approver_id: str,
+                         verdict: Verdict) -> RequestView:
+    """Refuse now what ``decide`` would refuse (e.g. before asking a denier for a reason); records nothing
+    but the refusal."""
+
+    async def unit() -> RequestView:
+        async with uow:
+            request = await uow.requests.get(request_id)
+            if request is None:
+                raise errors.RequestNotFound(f"There is no request {request_id}. Check the id, e.g. AR-7K2M9QXD.")
+            if request.check_decision(approver_id=approver_id, verdict=verdict) is DecisionOutcome.ALREADY_RECORDED:
+                raise errors.DecisionConflict(f"You already chose to {verdict.lower()} {request_id}.")
+            return RequestView.of(request)
+
+    return await _audited(uow, f"decision.{verdict.lower()}", approver_id, request_id, unit)
+
+
+async def record_message(*, uow: AbstractUnitOfWork, request_id: str, purpose: str, channel_id: str,
+                         ts: str) -> bool:
+    """Remember a Slack message posted about a request; False if one was already recorded for ``purpose``."""
+    async with uow:
+        recorded = await uow.messages.record(request_id=request_id, purpose=purpose, channel_id=channel_id, ts=ts,
+                                             at=utcnow())
+        await uow.commit()
+    return recorded
+
+
+async def messages_for(*, uow: AbstractUnitOfWork, request_id: str) -> dict[str, tuple[str, str]]:
+    """Purpose -> (channel id, ts) of every message posted about a request."""
+    async with uow:
+        return {p: (m.channel_id, m.ts) for p, m in (await uow.messages.for_request(request_id)).items()}
+
+
+async def first_delivery(*, uow: AbstractUnitOfWork, event_id: str) -> bool:
+    """True the first time a Slack event id is seen; False for Slack's retries of it."""
+    try:
+        async with uow:
+            first = await uow.deliveries.first_time(event_id, at=utcnow())
+            await uow.commit()
+        return first
+    except IntegrityError:  # a concurrent delivery of the same event won
+        return False
+
+
 async def cancel(*, uow: AbstractUnitOfWork, request_id: str, user_id: str) -> RequestView:
     async def unit() -> RequestView:
         async with uow:
@@ -159,8 +205,9 @@ async def get(*, uow: AbstractUnitOfWork, request_id: str) -> RequestView:
 
 
 async def list_requests(*, uow: AbstractUnitOfWork, status: Status | None = None, requester_id: str | None = None,
-                        approver_id: str | None = None, page: int = 1, per_page: int = 10) -> Page:
-    where = RequestFilter(status, requester_id, approver_id)
+                        approver_id: str | None = None, involving: str | None = None, page: int = 1,
+                        per_page: int = 10) -> Page:
+    where = RequestFilter(status, requester_id, approver_id, involving)
     page, per_page = max(1, page), max(1, min(per_page, 100))
     async with uow:
         total = await uow.requests.count(where)

@@ -16,9 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.adapters.repository import (
     AbstractAuditLog,
+    AbstractDeliveryLog,
     AbstractMessageLog,
     AbstractRequestRepository,
     SqlAuditLog,
+    SqlDeliveryLog,
     SqlMessageLog,
     SqlRequestRepository,
 )
@@ -29,6 +31,7 @@ class AbstractUnitOfWork(abc.ABC):
     requests: AbstractRequestRepository
     audit: AbstractAuditLog
     messages: AbstractMessageLog
+    deliveries: AbstractDeliveryLog
 
     def __init__(self) -> None:
         self._depth = 0
@@ -107,6 +110,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             self.requests = SqlRequestRepository(self.session)
             self.audit = SqlAuditLog(self.session)
             self.messages = SqlMessageLog(self.session)
+            self.deliveries = SqlDeliveryLog(self.session)
         except BaseException:
             self._release()
             raise

@@ -1,0 +1,173 @@
+"""Pure Block Kit builders (slack_sdk.models): a request's state in, blocks and fallback text out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.metadata import Metadata
+
+from bot.domain.values import Status, Verdict
+from bot.service_layer.results import Page, RequestView
+from bot.slack import text as t
+
+APPROVE, DENY, CANCEL = "approve_request", "deny_request", "cancel_request"
+EVENT_TYPE = "access_request"
+
+
+def metadata(view: RequestView) -> Metadata:
+    """The metadata every message about a request carries, so other apps and workflows can react."""
+    return Metadata(event_type=EVENT_TYPE, event_payload={
+        "request_id": view.id, "status": view.status.value, "resource": t.cut(view.resource, 200),
+        "requester": view.requester_id, "approvers": [a.user_id for a in view.approvers]})
+
+
+def summary_text(view: RequestView) -> str:
+    """Notification fallback text (escaped: Slack parses it as mrkdwn)."""
+    return (f"Access request {view.id} from {t.user(view.requester_id)} for {t.safe(view.resource, 200)}: "
+            f"{view.status.value.lower()}")
+
+
+def _summary(view: RequestView) -> list[Block]:
+    others = ", ".join(t.user(a.user_id) for a in view.approvers)
+    return [
+        HeaderBlock(block_id="title", text=t.plain(f"Access request {view.id}", 150)),
+        SectionBlock(block_id="summary", fields=[
+            MarkdownTextObject(text=f"*Requested by*\n{t.user(view.requester_id)}"),
+            MarkdownTextObject(text=f"*Resource*\n{t.safe(view.resource, 1900)}"),
+            MarkdownTextObject(text=f"*Duration*\n{t.duration(view.duration_minutes)}"),
+            MarkdownTextObject(text=f"*Approvers*\n{others}"),
+        ]),
+        SectionBlock(block_id="justification",
+                     text=MarkdownTextObject(text="*Justification*\n" + t.safe(view.justification, 2900))),
+        SectionBlock(block_id="progress", text=MarkdownTextObject(text=progress(view))),
+        ContextBlock(block_id="meta", elements=[MarkdownTextObject(
+            text=f"{view.id} · {t.status(view.status)} · requested "
+                 f"<!date^{int(view.created_at.timestamp())}^{{date_short_pretty}} {{time}}|"
+                 f"{view.created_at:%Y-%m-%d %H:%M} UTC>")]),
+    ]
+
+
+def progress(view: RequestView) -> str:
+    lines = []
+    for approver in view.approvers:
+        decision = view.decision_of(approver.user_id)
+        if decision is None:
+            state = "has not decided" if view.status is Status.PENDING else "did not decide"
+            lines.append(f":white_circle: {t.user(approver.user_id)} {state}")
+        elif decision.verdict is Verdict.APPROVE:
+            lines.append(f":white_check_mark: {t.user(approver.user_id)} approved")
+        else:
+            reason = f": {t.safe(decision.reason, 500)}" if decision.reason else ""
+            lines.append(f":no_entry: {t.user(approver.user_id)} denied{reason}")
+    outcome = {
+        Status.PENDING: f"*Pending*: {view.approvals} of {view.required_approvals} approvals",
+        Status.APPROVED: "*Approved*",
+        Status.DENIED: "*Denied*",
+        Status.CANCELLED: f"*Cancelled* by {t.user(view.requester_id)}",
+        Status.EXPIRED: "*Expired* without a decision",
+    }[view.status]
+    return outcome + "\n" + "\n".join(lines)
+
+
+def decision_buttons(view: RequestView, *, block_id: str = "decide") -> ActionsBlock:
+    return ActionsBlock(block_id=block_id, elements=[
+        ButtonElement(text="Approve", action_id=APPROVE, value=view.id, style="primary"),
+        ButtonElement(text="Deny", action_id=DENY, value=view.id, style="danger"),
+    ])
+
+
+def approver_message(view: RequestView, approver_id: str) -> tuple[str, list[Block]]:
+    """The DM an approver gets: everything needed to decide, and the buttons while their decision is due."""
+    blocks = _summary(view)
+    if view.status is Status.PENDING and view.decision_of(approver_id) is None:
+        blocks.append(decision_buttons(view))
+    return f"Please review: {summary_text(view)}", blocks
+
+
+def channel_message(view: RequestView) -> tuple[str, list[Block]]:
+    return summary_text(view), _summary(view)
+
+
+def decision_reply(view: RequestView, approver_id: str) -> tuple[str, list[Block]]:
+    decision = view.decision_of(approver_id)
+    assert decision is not None
+    verb = "approved" if decision.verdict is Verdict.APPROVE else "denied"
+    reason = f"\n>{t.safe(decision.reason, 2900)}" if decision.reason else ""
+    text = f"{t.user(approver_id)} {verb} {view.id}.{reason}"
+    return text, [SectionBlock(block_id="decision", text=MarkdownTextObject(text=text))]
+
+
+def requester_outcome(view: RequestView) -> tuple[str, list[Block]]:
+    if view.status is Status.APPROVED:
+        who = " and ".join(t.user(d.approver_id) for d in view.decisions)
+        head = f":white_check_mark: Your request {view.id} for *{t.safe(view.resource, 1000)}* was approved by {who}."
+    else:
+        denial = view.denial
+        assert denial is not None
+        reason = f"\n>{t.safe(denial.reason, 1500)}" if denial.reason else "\nNo reason was given."
+        head = (f":no_entry: Your request {view.id} for *{t.safe(view.resource, 1000)}* was denied by "
+                f"{t.user(denial.approver_id)}.{reason}")
+    return head, [SectionBlock(block_id="outcome", text=MarkdownTextObject(text=head)), *_summary(view)[1:]]
+
+
+def confirmation(view: RequestView) -> tuple[str, list[Block]]:
+    who = " and ".join(t.user(a.user_id) for a in view.approvers)
+    text = (f"Request {view.id} for *{t.safe(view.resource, 1000)}* is sent to {who}. "
+            f"I'll message you when it is decided. `/access-request status {view.id}` shows where it stands.")
+    return text, [SectionBlock(block_id="confirmation", text=MarkdownTextObject(text=text))]
+
+
+def notice(message: str) -> tuple[str, list[Block]]:
+    """An answer for one person: an error or a result. ``message`` is ours (it may hold escaped user text)."""
+    return message, [SectionBlock(block_id="notice", text=MarkdownTextObject(text=t.cut(message, 3000)))]
+
+
+def status_card(view: RequestView) -> tuple[str, list[Block]]:
+    return summary_text(view), _summary(view)
+
+
+def request_line(view: RequestView) -> str:
+    return (f"`{view.id}` *{t.safe(view.resource, 300)}* · {t.status(view.status)} · from "
+            f"{t.user(view.requester_id)} · {view.created_at:%Y-%m-%d}")
+
+
+def request_list(title: str, page: Page, command: str) -> tuple[str, list[Block]]:
+    blocks: list[Block] = [HeaderBlock(block_id="title", text=t.plain(title, 150))]
+    if not page.items:
+        blocks.append(SectionBlock(block_id="empty", text=MarkdownTextObject(text="Nothing here.")))
+    for i, view in enumerate(page.items):
+        blocks.append(SectionBlock(block_id=f"r{i}", text=MarkdownTextObject(text=request_line(view))))
+    footer = f"Page {page.page} of {page.pages} · {page.total} in all"
+    if page.page < page.pages:
+        footer += f" · next: `/access-request {command} {page.page + 1}`"
+    blocks.append(ContextBlock(block_id="pages", elements=[MarkdownTextObject(text=footer)]))
+    return f"{title}: {page.total}", blocks
+
+
+def help_message(usage: str) -> tuple[str, list[Block]]:
+    text = ("*Ask for access*: `/access-request prod-db @alice @bob for 4h Investigating incident 42`\n"
+            "Both approvers get a message with Approve and Deny. Two approvals approve it; one denial denies it.\n"
+            "`/access-request` alone opens a form.\n\n" + usage)
+    return "How to use /access-request", [SectionBlock(block_id="help", text=MarkdownTextObject(text=text))]
+
+
+def divider() -> DividerBlock:
+    return DividerBlock()
+
+
+def section(block_id: str, text: str, accessory: ButtonElement | None = None) -> SectionBlock:
+    return SectionBlock(block_id=block_id, text=MarkdownTextObject(text=text), accessory=accessory)
+
+
+def as_dicts(blocks: Sequence[Block]) -> list[dict[str, object]]:
+    return [b.to_dict() for b in blocks]

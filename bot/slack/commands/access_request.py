@@ -1,0 +1,110 @@
+"""``/access-request``: ack fast, turn the text into a service call, answer with a pure builder."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.domain.errors import DomainError
+from bot.domain.values import Status
+from bot.service_layer import services
+from bot.service_layer.results import RequestView
+from bot.slack import blocks as b
+from bot.slack import forms
+from bot.slack import parser as p
+from bot.slack.common import guarded, reply
+from bot.slack.deps import Deps
+from bot.slack.directory import resolve_approvers
+
+COMMAND = "/access-request"
+ACK_BUDGET = 2.0  # seconds of Slack's 3 spent working before acking with "working on it"
+STATUSES = {s.value.lower(): s for s in Status}
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    @guarded
+    async def on_command(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient,
+                         respond: AsyncRespond) -> None:
+        user = command["user_id"]
+        parsed = p.parse(command.get("text", ""), approvers=deps.policy.approvers)
+        try:
+            match parsed:
+                case p.Invalid(message):
+                    await ack(**reply(b.notice(f":warning: {message}")))
+                case p.Help():
+                    await ack(**reply(b.help_message(p.USAGE)))
+                case p.OpenForm():
+                    await ack()
+                    await client.views_open(trigger_id=command["trigger_id"], view=forms.request_modal(deps.policy))
+                case p.ListRequests(which, page):
+                    await ack(**reply(await _list(deps, user, which, page)))
+                case p.ShowStatus(request_id):
+                    await ack(**reply(b.status_card(await _visible(deps, user, request_id))))
+                case p.Cancel(request_id):
+                    await services.cancel(uow=deps.uow(), request_id=request_id, user_id=user)
+                    await ack(**reply(b.notice(f"Request {request_id} is cancelled.")))
+                    await deps.notifier.request_changed(request_id)
+                case p.Create():
+                    await _create(deps, parsed, command, client, ack, respond)
+        except DomainError as refused:
+            if ack.response is None:
+                await ack(**reply(b.notice(f":warning: {refused.message}")))
+            else:
+                await respond(**reply(b.notice(f":warning: {refused.message}")), response_type="ephemeral")
+
+    app.command(COMMAND)(on_command)
+
+
+async def _create(deps: Deps, parsed: p.Create, command: dict[str, Any], client: AsyncWebClient, ack: AsyncAck,
+                  respond: AsyncRespond) -> None:
+    async def store() -> RequestView:
+        approvers = await resolve_approvers(client, parsed.approver_ids, requester_id=command["user_id"],
+                                            required=deps.policy.approvers)
+        return await services.create_request(
+            uow=deps.uow(), requester_id=command["user_id"], requester_name=command.get("user_name", ""),
+            resource=parsed.resource, justification=parsed.justification, approvers=approvers,
+            duration_minutes=parsed.duration_minutes, policy=deps.policy)
+
+    task = asyncio.ensure_future(store())
+    try:
+        view = await asyncio.wait_for(asyncio.shield(task), ACK_BUDGET)
+        await ack(**reply(b.confirmation(view)))
+    except TimeoutError:
+        await ack(**reply(b.notice("Working on it: Slack is slow to answer. I'll reply here in a moment.")))
+        view = await task
+        await respond(**reply(b.confirmation(view)), response_type="ephemeral", replace_original=False)
+    problems = await deps.notifier.request_created(view)
+    if problems:
+        await respond(**reply(b.notice(":warning: Your request is stored, but " + " ".join(problems)
+                                       + " Ask them to look at their App Home.")),
+                      response_type="ephemeral", replace_original=False)
+
+
+async def _visible(deps: Deps, user: str, request_id: str) -> RequestView:
+    view = await services.get(uow=deps.uow(), request_id=request_id)
+    if user != view.requester_id and not view.is_approver(user) and user not in deps.admins:
+        raise DomainError(f"You can only see requests you made or were asked to approve; {request_id} is neither.")
+    return view
+
+
+async def _list(deps: Deps, user: str, which: str, page: int) -> tuple[str, list[Any]]:
+    uow = deps.uow
+    if which == "todo":
+        todo = await services.pending_for_approver(uow=uow(), approver_id=user, limit=100)
+        per = 10
+        chunk = tuple(todo[(page - 1) * per: page * per])
+        result = services.Page(chunk, len(todo), page, per)
+        return b.request_list("Awaiting your decision", result, "list todo")
+    if which == "mine":
+        result = await services.list_requests(uow=uow(), requester_id=user, page=page)
+        return b.request_list("Your requests", result, "list mine")
+    if which == "all":
+        if user not in deps.admins:
+            raise DomainError("Only the bot's admins (ADMIN_USERS) can list everyone's requests.")
+        result = await services.list_requests(uow=uow(), page=page)
+        return b.request_list("All requests", result, "list all")
+    result = await services.list_requests(uow=uow(), status=STATUSES[which], involving=user, page=page)
+    return b.request_list(f"{which.capitalize()} requests involving you", result, f"list {which}")

@@ -1,0 +1,60 @@
+"""Approvers named in Slack, checked with users.info before anything is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.domain.errors import DomainError, InvalidRequest
+from bot.domain.values import Approver
+from bot.slack import text as t
+
+log = logging.getLogger(__name__)
+
+
+class SlackUnavailable(DomainError):
+    code = "slack_unavailable"
+
+
+async def resolve_approvers(client: AsyncWebClient, user_ids: Sequence[str], *, requester_id: str,
+                            required: int) -> list[Approver]:
+    """Approvers for ``user_ids``, or InvalidRequest naming the field (``approver_N``) and what to fix."""
+    for i, user_id in enumerate(user_ids, start=1):
+        if user_id == requester_id:
+            raise InvalidRequest("You cannot approve your own request: name two other people.",
+                                 field=f"approver_{i}")
+    if len(set(user_ids)) != len(user_ids):
+        raise InvalidRequest(f"The approvers must be {required} different people; the same person is named twice.",
+                             field=f"approver_{len(user_ids)}")
+    found = await asyncio.gather(*(_lookup(client, u) for u in user_ids))
+    approvers = []
+    for i, (user_id, user) in enumerate(zip(user_ids, found, strict=True), start=1):
+        field = f"approver_{i}"
+        if user is None:
+            raise InvalidRequest(f"I can't find {t.user(user_id)} in this workspace: choose someone else.", field=field)
+        if user.get("is_bot") or user.get("is_app_user") or user_id == "USLACKBOT":
+            raise InvalidRequest(f"{t.user(user_id)} is an app, not a person: approvers must be people.", field=field)
+        if user.get("deleted"):
+            raise InvalidRequest(f"{t.user(user_id)}'s account is deactivated: choose someone else.", field=field)
+        profile = user.get("profile") or {}
+        name = profile.get("display_name") or profile.get("real_name") or user.get("real_name") or user.get("name")
+        approvers.append(Approver(user_id, str(name or user_id)[:255], profile.get("email")))
+    return approvers
+
+
+async def _lookup(client: AsyncWebClient, user_id: str) -> dict[str, Any] | None:
+    try:
+        response = await client.users_info(user=user_id)
+    except SlackApiError as exc:
+        if exc.response.get("error") in ("user_not_found", "users_not_found"):
+            return None
+        log.warning("users.info for %s failed: %s", user_id, exc.response.get("error"))
+        raise SlackUnavailable("Slack could not tell me who the approvers are just now; nothing was stored. "
+                               "Please try again in a minute.") from exc
+    user: dict[str, Any] = response["user"]
+    return user

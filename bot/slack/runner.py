@@ -1,0 +1,78 @@
+"""Runs the bot: HTTP (aiohttp, ``POST /slack/events``, ``GET /healthz``) or Socket Mode; stops cleanly on
+SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from sqlalchemy import text
+
+from bot.adapters.db import Database
+from bot.config import Settings
+from bot.slack.app import build_app
+
+log = logging.getLogger("bot")
+EVENTS_PATH = "/slack/events"
+
+
+class BotServer:
+    """The bot, started and stopped from code (``python -m bot`` and the end-to-end tests use it)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        self.app, self.deps = build_app(settings, self.db.uow)
+        self._runner: web.AppRunner | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        await self.db.upgrade()
+        if self.settings.socket_mode:
+            assert self.settings.slack_app_token is not None
+            self._socket = AsyncSocketModeHandler(self.app, self.settings.slack_app_token.get_secret_value())
+            await self._socket.connect_async()
+            log.info("Connected to Slack over Socket Mode")
+            return
+        web_app = self.app.web_app(path=EVENTS_PATH)
+        web_app.router.add_get("/healthz", self._healthz)
+        self._runner = web.AppRunner(web_app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        log.info("Listening for Slack on http://%s:%s%s", self.settings.host, self.port, EVENTS_PATH)
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        try:
+            async with self.db.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.error("health check: database unreachable: %s", type(exc).__name__)
+            return web.json_response({"ok": False, "database": "unreachable"}, status=503)
+        return web.json_response({"ok": True, "mode": "socket" if self.settings.socket_mode else "http"})
+
+    async def stop(self) -> None:
+        if self._socket is not None:
+            await self._socket.close_async()
+        if self._runner is not None:
+            await self._runner.cleanup()  # finishes in-flight requests first
+        await self.db.dispose()
+
+
+async def run_bot(settings: Settings) -> int:
+    logging.getLogger().setLevel(settings.log_level.upper())
+    server = BotServer(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("Stopping: finishing in-flight work")
+    await server.stop()
+    return 0

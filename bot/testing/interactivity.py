@@ -1,0 +1,142 @@
+"""The Slack side of interactivity: sending what people do to the bot (signed HTTP or Socket Mode)
+and recording what the bot's acks show them."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+from bot.testing import payloads
+from bot.testing.workspace import Ephemeral, Message
+
+if TYPE_CHECKING:
+    from bot.testing.fake_slack import FakeSlack
+
+ACK_LIMIT = 3.0
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The bot's answer to one delivery: HTTP status (200 for a Socket Mode ack), its body, how long it took."""
+
+    status: int
+    body: dict[str, Any] | None
+    seconds: float
+
+    @property
+    def text(self) -> str:
+        from bot.testing.fake_slack import text_of
+
+        body = self.body or {}
+        return text_of(str(body.get("text", "")), body.get("blocks") or [])
+
+
+class Interactivity:
+    bot_url: str | None
+    signing_secret: str
+    mode: str | None = None  # "http" or "socket"; None picks Socket Mode when the bot is connected
+    slow_acks: list[tuple[str, float]]
+    _http: aiohttp.ClientSession | None = None
+
+    async def deliver(self: FakeSlack, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0,
+                      signing_secret: str | None = None, timestamp: int | None = None) -> Reply:
+        started = time.monotonic()
+        use_socket = self.mode == "socket" or (self.mode is None and self.socket.connections)
+        if use_socket:
+            ack = await self.socket.send(kind, payload, retry_attempt=retry_attempt, timeout=ACK_LIMIT + 2)
+            reply = Reply(200, ack.get("payload") or None, time.monotonic() - started)
+        else:
+            reply = await self._post(kind, payload, retry_attempt, signing_secret or self.signing_secret,
+                                     timestamp, started)
+        if reply.seconds > ACK_LIMIT:
+            self.__dict__.setdefault("slow_acks", []).append((kind, reply.seconds))
+        return reply
+
+    async def _post(self: FakeSlack, kind: str, payload: dict[str, Any], retry_attempt: int, secret: str,
+                    timestamp: int | None, started: float) -> Reply:
+        if not self.bot_url:
+            raise RuntimeError("the bot is neither connected over Socket Mode nor given a bot_url for HTTP")
+        if kind == "slash_commands":
+            body, content_type = urlencode(payload).encode(), "application/x-www-form-urlencoded"
+        elif kind == "interactive":
+            body = urlencode({"payload": json.dumps(payload)}).encode()
+            content_type = "application/x-www-form-urlencoded"
+        else:
+            body, content_type = json.dumps(payload).encode(), "application/json"
+        headers = {"Content-Type": content_type, **payloads.sign(secret, body, timestamp)}
+        if retry_attempt:
+            headers.update({"X-Slack-Retry-Num": str(retry_attempt), "X-Slack-Retry-Reason": "http_timeout"})
+        return await self.post_raw(body, headers, started=started)
+
+    async def post_raw(self: FakeSlack, body: bytes, headers: dict[str, str], *,
+                       started: float | None = None) -> Reply:
+        """POST exactly these bytes and headers to the bot (for forged or replayed requests)."""
+        started = time.monotonic() if started is None else started
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        assert self.bot_url
+        async with self._http.post(self.bot_url, data=body, headers=headers,
+                                   timeout=aiohttp.ClientTimeout(total=ACK_LIMIT + 2)) as response:
+            raw = await response.text()
+            parsed: dict[str, Any] | None = None
+            if raw:
+                try:
+                    loaded = json.loads(raw)
+                    parsed = loaded if isinstance(loaded, dict) else {"text": raw}
+                except ValueError:
+                    parsed = {"text": raw}
+            return Reply(response.status, parsed, time.monotonic() - started)
+
+    async def close_http(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    # -- what people do -------------------------------------------------------------------------------------
+
+    async def slash(self: FakeSlack, user_id: str, text: str, *, channel_id: str = "CGENERAL") -> Reply:
+        """``user_id`` types ``/access-request <text>``; the ack's answer is shown to them alone."""
+        reply = await self.deliver("slash_commands", payloads.slash_command(self, user_id, text,
+                                                                            channel_id=channel_id))
+        body = reply.body or {}
+        if body.get("text") or body.get("blocks"):
+            self.ephemerals.append(Ephemeral(user_id, channel_id, str(body.get("text", "")),
+                                             body.get("blocks") or [], "ack"))
+        return reply
+
+    async def click(self: FakeSlack, user_id: str, message: Message, action_id: str,
+                    value: str | None = None) -> Reply:
+        """``user_id`` presses the button ``action_id`` on a message they can see."""
+        return await self.deliver("interactive",
+                                  payloads.block_actions_from_message(self, user_id, message, action_id, value))
+
+    async def click_home(self: FakeSlack, user_id: str, action_id: str, value: str | None = None) -> Reply:
+        home = self.homes.get(user_id)
+        assert home is not None, f"{user_id} has no App Home published"
+        return await self.deliver("interactive", payloads.block_actions_from_view(self, user_id, home, action_id,
+                                                                                 value))
+
+    async def submit(self: FakeSlack, user_id: str, view: dict[str, Any], values: dict[str, Any]) -> Reply:
+        """``user_id`` fills in the modal and presses its submit button."""
+        reply = await self.deliver("interactive",
+                                   payloads.view_submission(self, user_id, view, values))
+        action = (reply.body or {}).get("response_action")
+        stored = self.views.get(view["id"])
+        if stored is not None:
+            if action == "errors":
+                stored["errors"] = (reply.body or {}).get("errors", {})
+            elif action == "update":
+                self.views[view["id"]] = {**reply.body["view"], "id": view["id"], "user": user_id}  # type: ignore[index]
+            elif action != "push":
+                del self.views[view["id"]]  # the modal closes
+        return reply
+
+    async def open_home(self: FakeSlack, user_id: str, *, event_id: str | None = None,
+                        retry_attempt: int = 0) -> Reply:
+        return await self.deliver("events_api", payloads.app_home_opened(self, user_id, event_id=event_id),
+                                  retry_attempt=retry_attempt)
