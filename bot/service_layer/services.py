@@ -13,6 +13,7 @@ from bot.adapters.repository import ConcurrentUpdate, RequestFilter
 from bot.domain import errors
 from bot.domain.model import AccessRequest, DecisionOutcome
 from bot.domain.values import Approver, Policy, Status, Verdict
+from bot.domain.values import Approver as Approver  # noqa: PLC0414  (re-exported for callers)
 from bot.service_layer.results import DecisionResult, Page, RequestView
 from bot.service_layer.unit_of_work import AbstractUnitOfWork
 

@@ -38,6 +38,7 @@ def summary_text(view: RequestView) -> str:
 
 
 def _summary(view: RequestView) -> list[Block]:
+    """Everything about a request; the justification spans up to 4 blocks, so escaping never cuts it."""
     others = ", ".join(t.user(a.user_id) for a in view.approvers)
     return [
         HeaderBlock(block_id="title", text=t.plain(f"Access request {view.id}", 150)),
@@ -47,8 +48,9 @@ def _summary(view: RequestView) -> list[Block]:
             MarkdownTextObject(text=f"*Duration*\n{t.duration(view.duration_minutes)}"),
             MarkdownTextObject(text=f"*Approvers*\n{others}"),
         ]),
-        SectionBlock(block_id="justification",
-                     text=MarkdownTextObject(text="*Justification*\n" + t.safe(view.justification, 2900))),
+        *(SectionBlock(block_id=f"justification-{i}",
+                       text=MarkdownTextObject(text=("*Justification*\n" if i == 0 else "") + piece))
+          for i, piece in enumerate(t.safe_chunks(view.justification, 2880, most=4))),
         SectionBlock(block_id="progress", text=MarkdownTextObject(text=progress(view))),
         ContextBlock(block_id="meta", elements=[MarkdownTextObject(
             text=f"{view.id} · {t.status(view.status)} · requested "

@@ -72,7 +72,7 @@ def parse(text: str, *, approvers: int = 2) -> Command:
         first, _, rest = text.partition(" ")
         if first.lower() in SUBCOMMANDS:
             return _subcommand(first.lower(), rest.split())
-        return Invalid(_why_no_approvers(text, approvers))
+        return Invalid(_not_people(text) or f"Name {approvers} approvers as @mentions after the resource.\n{USAGE}")
     return _create(text, approvers)
 
 
@@ -103,7 +103,8 @@ def _subcommand(name: str, args: list[str]) -> Command:
     return ShowStatus(request_id) if name == "status" else Cancel(request_id)
 
 
-def _why_no_approvers(text: str, approvers: int) -> str:
+def _not_people(text: str) -> str | None:
+    """Why what was typed where people belong is not people; None if nothing specific is wrong."""
     for token in TOKEN.findall(text):
         if token.startswith("#"):
             return f"Approvers must be people, not channels: replace `#{_shown(token.split('|')[-1].lstrip('#'))}` with @someone.\n{USAGE}"
@@ -118,15 +119,15 @@ def _why_no_approvers(text: str, approvers: int) -> str:
     if bare:
         return (f"I couldn't recognise `@{_shown(bare.group(1))}` as a Slack user: type @ and pick each approver "
                 f"from the list so Slack sends a mention.\n{USAGE}")
-    return f"Name {approvers} approvers as @mentions after the resource.\n{USAGE}"
+    return None
 
 
 def _create(text: str, approvers: int) -> Command:
     mentions = list(USER.finditer(text))
     ids = tuple(m.group(1) for m in mentions)
     if len(mentions) != approvers:
-        not_people = _why_no_approvers(USER.sub("", text), approvers)
-        if not not_people.startswith("Name "):
+        not_people = _not_people(USER.sub("", text))
+        if not_people:
             return Invalid(not_people)
         return Invalid(f"Name exactly {approvers} approvers; you named {len(mentions)}.\n{USAGE}")
     resource = text[: mentions[0].start()].strip()

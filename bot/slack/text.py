@@ -61,3 +61,22 @@ def duration(minutes: int | None) -> str:
 
 def status(value: Status) -> str:
     return f"{STATUS_EMOJI[value]} {value.value.capitalize()}"
+
+
+def safe_chunks(text: str, limit: int, most: int) -> list[str]:
+    """Escaped user text in at most ``most`` pieces of at most ``limit`` characters (one per block), never
+    splitting an entity; if it still does not fit, the last piece ends in an ellipsis."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for piece in map(escape, text):
+        if size + len(piece) > limit:
+            if len(chunks) == most:
+                while size + len(ELLIPSIS) > limit:
+                    size -= len(chunks[-1].pop())
+                chunks[-1].append(ELLIPSIS)
+                break
+            chunks.append([])
+            size = 0
+        chunks[-1].append(piece)
+        size += len(piece)
+    return ["".join(c) for c in chunks]

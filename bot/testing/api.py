@@ -142,7 +142,8 @@ def chat_update(fake: FakeSlack, p: dict[str, Any]) -> Result:
     message.text, message.blocks, message.edits = str(p.get("text") or ""), blocks, message.edits + 1
     if metadata is not None:
         message.metadata = metadata
-    return {"ok": True, "channel": channel_id, "ts": ts, "text": message.text, "message": message.as_api()}
+    shown = {k: v for k, v in message.as_api().items() if k != "ts"}  # Slack's update answer has no message.ts
+    return {"ok": True, "channel": channel_id, "ts": ts, "text": message.text, "message": shown}
 
 
 @method("chat.delete")

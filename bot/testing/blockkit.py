@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from slack_sdk.errors import SlackObjectFormationError
@@ -12,6 +13,7 @@ MAX_MESSAGE_BLOCKS = 50
 MAX_VIEW_BLOCKS = 100
 MAX_FIELD_TEXT = 2000
 MAX_SECTION_TEXT = 3000
+DATE = re.compile(r"<!date\^[^|>]*\|([^>]*)>")
 
 
 class BlockKitError(Exception):
@@ -43,11 +45,11 @@ def validate_blocks(blocks: Any, *, limit: int, pointer: str = "/blocks") -> lis
         if not isinstance(block, dict):
             problems.append(f"[ERROR] must be an object [json-pointer:{where}]")
             continue
-        parsed = Block.parse(block)
-        if parsed is None or type(parsed) is Block:
-            problems.append(f"[ERROR] unsupported type: {block.get('type')!r} [json-pointer:{where}/type]")
-            continue
         try:
+            parsed = Block.parse(block)
+            if parsed is None or type(parsed) is Block:
+                problems.append(f"[ERROR] unsupported type: {block.get('type')!r} [json-pointer:{where}/type]")
+                continue
             parsed.to_dict()
         except (SlackObjectFormationError, AttributeError, TypeError, KeyError) as exc:
             problems.append(f"[ERROR] {exc} [json-pointer:{where}]")
@@ -106,22 +108,22 @@ def validate_metadata(metadata: Any) -> dict[str, Any]:
 
 
 def visible_text(blocks: list[dict[str, Any]]) -> str:
-    """What a person reads in a message's or view's blocks, one line per block; buttons as [Label]."""
-    lines = []
+    """What a person reads in a message's or view's blocks: texts and fields one per line, buttons as
+    [Label] on a line of their own, dates as their fallback text."""
+    lines: list[str] = []
     for block in blocks:
-        parts: list[str] = []
         for key in ("text", "label"):
             if isinstance(block.get(key), dict):
-                parts.append(block[key].get("text", ""))
-        parts += [f.get("text", "") for f in block.get("fields") or []]
-        for element in block.get("elements") or []:
+                lines.append(block[key].get("text", ""))
+        lines += [f.get("text", "") for f in block.get("fields") or []]
+        buttons = []
+        for element in list(block.get("elements") or []) + [block.get("accessory") or {}]:
             if element.get("type") == "button":
-                parts.append(f"[{element['text']['text']}]")
-            elif "text" in element and isinstance(element["text"], str):
-                parts.append(element["text"])
-        if isinstance(block.get("accessory"), dict) and block["accessory"].get("type") == "button":
-            parts.append(f"[{block['accessory']['text']['text']}]")
+                buttons.append(f"[{element['text']['text']}]")
+            elif isinstance(element.get("text"), str):
+                lines.append(element["text"])
+        if buttons:
+            lines.append(" ".join(buttons))
         if block.get("type") == "divider":
-            parts.append("---")
-        lines.append(" ".join(p for p in parts if p))
-    return "\n".join(line for line in lines if line)
+            lines.append("---")
+    return DATE.sub(r"\1", "\n".join(line for line in lines if line))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,10 @@ class Message:
     user: str = BOT_USER
     edits: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+
+    def snapshot(self) -> Message:
+        """This message as it is now: a copy a person still has on screen after it changes (a stale tab)."""
+        return copy.deepcopy(self)
 
     def as_api(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "message", "user": self.user, "bot_id": BOT_ID, "app_id": APP_ID,

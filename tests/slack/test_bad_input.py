@@ -1,0 +1,71 @@
+"""Every bad one-line request gets a specific, private answer, and nothing is stored."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.service_layer import services
+from bot.testing import Fault
+from tests.slack.conftest import World, eventually
+
+CASES = [
+    ("prod-db <@UNOBODY> <@UBOB> why", "I can't find <@UNOBODY> in this workspace"),
+    ("prod-db <@UOTHERBOT> <@UBOB> why", "<@UOTHERBOT> is an app, not a person"),
+    ("prod-db <@UGONE> <@UBOB> why", "<@UGONE>'s account is deactivated"),
+    ("prod-db <@UBOB> <@UBOB> why", "the same person is named twice"),
+    ("prod-db <@UREQ> <@UBOB> why", "You cannot approve your own request"),
+    ("prod-db <@UALICE> why", "Name exactly 2 approvers; you named 1"),
+    ("prod-db <@UALICE> <@UBOB> <@UCAROL> why", "Name exactly 2 approvers; you named 3"),
+    ("prod-db <@UALICE> <@UBOB>", "Add a justification after the approvers"),
+    ("<@UALICE> <@UBOB> why", "Start with the resource you need access to"),
+    ("prod-db @alice @bob why", "I couldn't recognise `@alice` as a Slack user"),
+    ("prod-db <#CGENERAL|general> <@UBOB> why", "Approvers must be people, not channels"),
+    ("prod-db <!subteam^S0OPS|@ops> why", "Approvers must be people, not user groups"),
+    ("prod-db <!channel> <@UBOB> why", "Approvers must be people: `@channel` notifies a whole channel"),
+    ("prod-db <mailto:bob@example.com|bob@example.com> <@UALICE> why", "not email addresses"),
+    ("prod-db <@UALICE> and then <@UBOB> why", "Put the approvers next to each other"),
+    ("prod-db <@UALICE> <@UBOB> for 0h why", "between 1 minute and 90 days"),
+    ("x" * 201 + " <@UALICE> <@UBOB> why", "The resource is 201 characters long; the limit is 200"),
+    ("db <@UALICE> <@UBOB> " + "j" * 2001, "The justification is 2,001 characters long; the limit is 2,000"),
+    ("list everything", "`list` takes one of"),
+    ("status", "`status` takes one request id"),
+    ("cancel 42", "`42` is not a request id"),
+]
+
+
+@pytest.mark.parametrize(("text", "says"), CASES, ids=[c[1][:30] for c in CASES])
+async def test_bad_request_is_answered_privately_and_stores_nothing(world: World, text: str, says: str) -> None:
+    reply = await world.slack.slash("UREQ", text)
+    assert reply.status == 200 and reply.seconds < 3
+    shown = world.slack.last_ephemeral("UREQ")
+    assert says in shown and shown.startswith(":warning:")
+    assert (await services.list_requests(uow=world.bot.db.uow())).total == 0
+    assert world.slack.dms("UALICE") == world.slack.dms("UBOB") == []
+
+
+async def test_slow_slack_still_gets_an_ack_in_time(world: World) -> None:
+    world.slack.inject("users.info", Fault.latency(2.5))
+    reply = await world.slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident")
+    assert reply.status == 200 and reply.seconds < 3
+    assert "Working on it" in world.slack.last_ephemeral("UREQ")
+    await eventually(lambda: "is sent to <@UALICE> and <@UBOB>" in world.slack.last_ephemeral("UREQ"))
+    await eventually(lambda: len(world.slack.dms("UALICE")) == 1)
+
+
+async def test_slack_failing_users_info_stores_nothing_and_says_so(world: World) -> None:
+    world.slack.inject("users.info", Fault.slack_error("fatal_error"), Fault.slack_error("fatal_error"))
+    await world.slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident")
+    assert "nothing was stored" in world.slack.last_ephemeral("UREQ")
+    assert (await services.list_requests(uow=world.bot.db.uow())).total == 0
+
+
+async def test_unreachable_approver_and_channel_are_explained_to_the_requester(world: World) -> None:
+    world.slack.inject("chat.postMessage", Fault.slack_error("user_not_found"))
+    world.slack.channels["CNOTIFY"].bot_is_member = False
+    await world.slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident")
+    await eventually(lambda: "Your request is stored, but" in world.slack.last_ephemeral("UREQ"))
+    shown = world.slack.last_ephemeral("UREQ")
+    assert "(that person is not in this workspace)" in shown
+    assert "the bot is not in that channel: invite it with /invite" in shown
+    page = await services.list_requests(uow=world.bot.db.uow())
+    assert page.total == 1 and page.items[0].status.value == "PENDING"

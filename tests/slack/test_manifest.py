@@ -1,0 +1,53 @@
+"""manifest.yml is valid against Slack's schema and asks for exactly the scopes the bot uses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft7Validator
+
+from tests.slack.conftest import World, eventually
+from tests.slack.test_surfaces import create
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT.parent / "shared" / "slack" / "manifest-schema" / "manifest.schema.1.0.0.json"
+SCOPE_OF = {"chat.postMessage": "chat:write", "chat.update": "chat:write", "chat.postEphemeral": "chat:write",
+            "chat.delete": "chat:write", "users.info": "users:read", "users.lookupByEmail": "users:read.email",
+            "conversations.open": "im:write", "views.open": None, "views.update": None, "views.push": None,
+            "views.publish": None, "auth.test": None, "apps.connections.open": None}
+
+
+def manifest() -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load((ROOT / "manifest.yml").read_text())
+
+
+def test_manifest_is_valid_against_slacks_schema() -> None:
+    errors = list(Draft7Validator(json.loads(SCHEMA.read_text())).iter_errors(manifest()))
+    assert errors == [], [e.message for e in errors]
+
+
+def test_manifest_declares_every_surface() -> None:
+    m = manifest()
+    [command] = m["features"]["slash_commands"]
+    assert command["command"] == "/access-request" and command["should_escape"] is True
+    assert m["settings"]["interactivity"]["is_enabled"] is True
+    assert m["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    assert m["settings"]["socket_mode_enabled"] is True
+    assert m["features"]["app_home"]["home_tab_enabled"] is True
+
+
+async def test_scopes_are_exactly_what_the_flows_use(world: World) -> None:
+    slack = world.slack
+    request_id = await create(world)
+    await slack.open_home("UALICE")
+    await slack.slash("UREQ", "")
+    await slack.click("UBOB", slack.dms("UBOB")[-1], "deny_request")
+    await eventually(lambda: slack.open_views("UBOB"))
+    await slack.submit("UBOB", slack.open_views("UBOB")[0], {"reason": "no"})
+    await eventually(lambda: len(slack.dms("UREQ")) == 1)
+    used = {SCOPE_OF[method] for method, _ in slack.calls if method in SCOPE_OF} - {None}
+    declared = set(manifest()["oauth_config"]["scopes"]["bot"]) - {"commands"}
+    assert used == declared, f"used {used}, declared {declared}"
+    assert request_id
