@@ -14,7 +14,7 @@ from pathlib import Path
 from bot.config import Settings
 from bot.service_layer import services
 from bot.slack.runner import BotServer
-from bot.testing import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, FakeSlack, text_of
+from bot.testing import BOT_TOKEN, SIGNING_SECRET, FakeSlack, text_of
 from bot.testing.workspace import Message
 
 NAMES = {"UREQ": "Riley", "UALICE": "Alice", "UBOB": "Bob", "UCAROL": "Carol"}
@@ -57,15 +57,24 @@ async def run_demo() -> int:
     logging.getLogger().setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         async with FakeSlack() as slack:
-            settings = Settings(  # type: ignore[call-arg]
-                _env_file=None, slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET,
-                slack_app_token=None, slack_api_url=slack.api_url, host="127.0.0.1", port=0,
-                database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}", notify_channel="CNOTIFY")
+            settings = Settings(
+                _env_file=None,
+                slack_bot_token=BOT_TOKEN,
+                slack_signing_secret=SIGNING_SECRET,
+                slack_app_token=None,
+                slack_api_url=slack.api_url,
+                host="127.0.0.1",
+                port=0,
+                database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}",
+                notify_channel="CNOTIFY",
+            )
             bot = BotServer(settings)
             await bot.start()
             slack.bot_url, slack.mode = f"http://127.0.0.1:{bot.port}/slack/events", "http"
-            print(f"Fake Slack at {slack.base_url}; the bot at {slack.bot_url} (signed HTTP); "
-                  f"database {settings.database_url}")
+            print(
+                f"Fake Slack at {slack.base_url}; the bot at {slack.bot_url} (signed HTTP); "
+                f"database {settings.database_url}"
+            )
             demo = Demo(slack)
             try:
                 await play(demo, slack, bot)
@@ -84,14 +93,18 @@ async def play(demo: Demo, slack: FakeSlack, bot: BotServer) -> None:
     demo.show("Riley (only Riley)", slack.last_ephemeral("UREQ"))
     demo.check(f"acked in {reply.seconds * 1000:.0f} ms (Slack allows 3000)", reply.seconds < 3)
     first = slack.last_ephemeral("UREQ").split("Request ")[-1].split(" ")[0]
-    demo.check("both approvers got a DM with Approve and Deny", await demo.until(
-        lambda: all("[Approve]" in demo.shown(demo.dm(u)) for u in ("UALICE", "UBOB"))))
+    demo.check(
+        "both approvers got a DM with Approve and Deny",
+        await demo.until(lambda: all("[Approve]" in demo.shown(demo.dm(u)) for u in ("UALICE", "UBOB"))),
+    )
     demo.show("Alice, in her DM", demo.shown(demo.dm("UALICE")))
 
     demo.say("Alice clicks Approve")
     await slack.click("UALICE", demo.dm("UALICE"), "approve_request")  # type: ignore[arg-type]
-    demo.check("Bob's DM shows Alice's approval", await demo.until(
-        lambda: "<@UALICE> approved" in demo.shown(demo.dm("UBOB"))))
+    demo.check(
+        "Bob's DM shows Alice's approval",
+        await demo.until(lambda: "<@UALICE> approved" in demo.shown(demo.dm("UBOB"))),
+    )
     demo.check("the request is still pending", "Pending" in demo.shown(demo.dm("UBOB")))
 
     demo.say("Bob clicks Approve")
@@ -99,10 +112,16 @@ async def play(demo: Demo, slack: FakeSlack, bot: BotServer) -> None:
     demo.check("Riley is told it is approved", await demo.until(lambda: "approved by" in demo.shown(demo.dm("UREQ"))))
     demo.show("Riley, in a DM", demo.shown(demo.dm("UREQ")).split("\n")[0])
     channel = slack.channel_messages("CNOTIFY")[0]
-    demo.show("#access-requests", demo.shown(channel).split("\n")[0] + "\n" + "\n".join(
-        f"  ↳ {m.text}" for m in slack.channel_messages("CNOTIFY", thread_ts=channel.ts)))
-    demo.check("no Approve button is left anywhere", all("[Approve]" not in demo.shown(demo.dm(u))
-                                                           for u in ("UALICE", "UBOB")))
+    demo.show(
+        "#access-requests",
+        demo.shown(channel).split("\n")[0]
+        + "\n"
+        + "\n".join(f"  ↳ {m.text}" for m in slack.channel_messages("CNOTIFY", thread_ts=channel.ts)),
+    )
+    demo.check(
+        "no Approve button is left anywhere",
+        all("[Approve]" not in demo.shown(demo.dm(u)) for u in ("UALICE", "UBOB")),
+    )
 
     demo.say("Riley types: /access-request staging-db @Alice @Carol Load test tonight")
     await slack.slash("UREQ", "staging-db <@UALICE|alice> <@UCAROL|carol> Load test tonight")
@@ -112,10 +131,14 @@ async def play(demo: Demo, slack: FakeSlack, bot: BotServer) -> None:
     await slack.click("UCAROL", demo.dm("UCAROL"), "deny_request")  # type: ignore[arg-type]
     demo.check("a modal asks Carol for a reason", await demo.until(lambda: bool(slack.open_views("UCAROL"))))
     await slack.submit("UCAROL", slack.open_views("UCAROL")[0], {"reason": "Use the load-test environment"})
-    demo.check("Riley is told it is denied, with the reason", await demo.until(
-        lambda: "Use the load-test environment" in demo.shown(demo.dm("UREQ"))))
-    demo.show("Riley, in a DM", demo.shown(demo.dm("UREQ")).split("\n")[0] + "\n" + demo.shown(
-        demo.dm("UREQ")).split("\n")[1])
+    demo.check(
+        "Riley is told it is denied, with the reason",
+        await demo.until(lambda: "Use the load-test environment" in demo.shown(demo.dm("UREQ"))),
+    )
+    demo.show(
+        "Riley, in a DM",
+        demo.shown(demo.dm("UREQ")).split("\n")[0] + "\n" + demo.shown(demo.dm("UREQ")).split("\n")[1],
+    )
 
     demo.say("Riley mistypes: /access-request prod-db @Alice because")
     await slack.slash("UREQ", "prod-db <@UALICE|alice> because")
@@ -128,5 +151,4 @@ async def play(demo: Demo, slack: FakeSlack, bot: BotServer) -> None:
         decisions = ", ".join(f"{NAMES.get(d.approver_id)}: {d.verdict.value}" for d in view.decisions)
         print(f"   {view.id}  {view.resource:<11} {view.status.value:<9} {decisions}")
     states = {v.id: v.status.value for v in page.items}
-    demo.check("exactly two requests stored: approved and denied",
-               states == {first: "APPROVED", second: "DENIED"})
+    demo.check("exactly two requests stored: approved and denied", states == {first: "APPROVED", second: "DENIED"})

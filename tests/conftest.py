@@ -9,7 +9,14 @@ from sqlalchemy import text
 from bot.adapters.db import Database
 from tests.databases import create_pg_database, drop_pg_database, pg_url, require_postgres, sqlite_url
 
-TABLES = ["decisions", "request_approvers", "slack_messages", "audit_log", "processed_events", "access_requests"]
+TABLES = [
+    "decisions",
+    "request_approvers",
+    "slack_messages",
+    "audit_log",
+    "processed_events",
+    "access_requests",
+]
 
 
 @pytest.fixture(scope="session")

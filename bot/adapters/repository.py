@@ -66,7 +66,7 @@ class AbstractRequestRepository(abc.ABC):
         """Persist decisions and a status change made since the request was loaded."""
 
     @abc.abstractmethod
-    async def list(self, where: RequestFilter, *, limit: int, offset: int = 0) -> list[AccessRequest]: ...
+    async def find(self, where: RequestFilter, *, limit: int, offset: int = 0) -> list[AccessRequest]: ...
 
     @abc.abstractmethod
     async def count(self, where: RequestFilter) -> int: ...
@@ -98,8 +98,13 @@ class SqlRequestRepository(AbstractRequestRepository):
         )
         await self.session.flush()
         self.session.add_all(
-            ApproverRow(request_id=request.id, position=i, user_id=a.user_id, display_name=a.display_name,
-                        email=a.email)
+            ApproverRow(
+                request_id=request.id,
+                position=i,
+                user_id=a.user_id,
+                display_name=a.display_name,
+                email=a.email,
+            )
             for i, a in enumerate(request.approvers)
         )
         await self.session.flush()
@@ -113,29 +118,37 @@ class SqlRequestRepository(AbstractRequestRepository):
         row = (await self.session.execute(query)).scalar_one_or_none()
         if row is None:
             return None
-        return (await self._hydrate([row]))[0]
+        hydrated: list[AccessRequest] = await self._hydrate([row])
+        return hydrated[0]
 
     async def save(self, request: AccessRequest) -> None:
         status, known = self._loaded[request.id]
         new = request.decisions[known:]
         try:
             for d in new:
-                self.session.add(DecisionRow(request_id=request.id, approver_id=d.approver_id,
-                                             verdict=d.verdict.value, reason=d.reason, decided_at=d.decided_at))
+                self.session.add(
+                    DecisionRow(
+                        request_id=request.id,
+                        approver_id=d.approver_id,
+                        verdict=d.verdict.value,
+                        reason=d.reason,
+                        decided_at=d.decided_at,
+                    )
+                )
             await self.session.flush()
         except IntegrityError as exc:
             raise ConcurrentUpdate(f"decision on {request.id} already recorded") from exc
-        table = AccessRequestRow.__table__
         moved = await self.session.execute(
-            sa.update(table)
-            .where(table.c.id == request.id, table.c.status == status.value)
+            sa.update(AccessRequestRow)
+            .where(col(AccessRequestRow.id) == request.id, col(AccessRequestRow.status) == status.value)
             .values(status=request.status.value, updated_at=request.updated_at)
+            .execution_options(synchronize_session=False)
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             raise ConcurrentUpdate(f"request {request.id} changed under us")
         self._loaded[request.id] = (request.status, len(request.decisions))
 
-    async def list(self, where: RequestFilter, *, limit: int, offset: int = 0) -> list[AccessRequest]:
+    async def find(self, where: RequestFilter, *, limit: int, offset: int = 0) -> list[AccessRequest]:
         query = self._filtered(select(AccessRequestRow), where)
         query = query.order_by(col(AccessRequestRow.created_at).desc(), col(AccessRequestRow.id).desc())
         rows = (await self.session.execute(query.limit(limit).offset(offset))).scalars().all()
@@ -166,8 +179,9 @@ class SqlRequestRepository(AbstractRequestRepository):
             query = query.where(col(AccessRequestRow.id).in_(named))
         if where.involving is not None:
             named = select(ApproverRow.request_id).where(ApproverRow.user_id == where.involving)
-            query = query.where(sa.or_(AccessRequestRow.requester_id == where.involving,
-                                       col(AccessRequestRow.id).in_(named)))
+            query = query.where(
+                sa.or_(col(AccessRequestRow.requester_id) == where.involving, col(AccessRequestRow.id).in_(named))
+            )
         return query
 
     async def _hydrate(self, rows: Sequence[AccessRequestRow]) -> list[AccessRequest]:
@@ -175,14 +189,18 @@ class SqlRequestRepository(AbstractRequestRepository):
         if not ids:
             return []
         approvers: dict[str, list[ApproverRow]] = defaultdict(list)
-        for a in (await self.session.execute(
-            select(ApproverRow).where(col(ApproverRow.request_id).in_(ids)).order_by(col(ApproverRow.position))
-        )).scalars():
+        for a in (
+            await self.session.execute(
+                select(ApproverRow).where(col(ApproverRow.request_id).in_(ids)).order_by(col(ApproverRow.position))
+            )
+        ).scalars():
             approvers[a.request_id].append(a)
         decisions: dict[str, list[DecisionRow]] = defaultdict(list)
-        for d in (await self.session.execute(
-            select(DecisionRow).where(col(DecisionRow.request_id).in_(ids)).order_by(col(DecisionRow.id))
-        )).scalars():
+        for d in (
+            await self.session.execute(
+                select(DecisionRow).where(col(DecisionRow.request_id).in_(ids)).order_by(col(DecisionRow.id))
+            )
+        ).scalars():
             decisions[d.request_id].append(d)
         result = []
         for r in rows:
@@ -198,8 +216,9 @@ class SqlRequestRepository(AbstractRequestRepository):
                 created_at=utc(r.created_at),
                 updated_at=utc(r.updated_at),
                 approvers=tuple(Approver(a.user_id, a.display_name, a.email) for a in approvers[r.id]),
-                decisions=[Decision(d.approver_id, Verdict(d.verdict), utc(d.decided_at), d.reason)
-                           for d in decisions[r.id]],
+                decisions=[
+                    Decision(d.approver_id, Verdict(d.verdict), utc(d.decided_at), d.reason) for d in decisions[r.id]
+                ],
             )
             self._loaded[r.id] = (request.status, len(request.decisions))
             result.append(request)
@@ -213,8 +232,15 @@ def utc(value: datetime) -> datetime:
 
 class AbstractAuditLog(abc.ABC):
     @abc.abstractmethod
-    async def record(self, *, action: str, actor_id: str | None, request_id: str | None,
-                     details: dict[str, Any], at: datetime) -> None: ...
+    async def record(
+        self,
+        *,
+        action: str,
+        actor_id: str | None,
+        request_id: str | None,
+        details: dict[str, Any],
+        at: datetime,
+    ) -> None: ...
 
     @abc.abstractmethod
     async def for_request(self, request_id: str) -> list[AuditRow]: ...
@@ -224,8 +250,15 @@ class SqlAuditLog(AbstractAuditLog):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def record(self, *, action: str, actor_id: str | None, request_id: str | None,
-                     details: dict[str, Any], at: datetime) -> None:
+    async def record(
+        self,
+        *,
+        action: str,
+        actor_id: str | None,
+        request_id: str | None,
+        details: dict[str, Any],
+        at: datetime,
+    ) -> None:
         self.session.add(AuditRow(at=at, actor_id=actor_id, action=action, request_id=request_id, details=details))
 
     async def for_request(self, request_id: str) -> list[AuditRow]:
@@ -254,12 +287,14 @@ class SqlMessageLog(AbstractMessageLog):
         return {m.purpose: m for m in (await self.session.execute(query)).scalars()}
 
     async def record(self, *, request_id: str, purpose: str, channel_id: str, ts: str, at: datetime) -> bool:
-        query = select(SlackMessageRow).where(SlackMessageRow.request_id == request_id,
-                                              SlackMessageRow.purpose == purpose)
+        query = select(SlackMessageRow).where(
+            SlackMessageRow.request_id == request_id, SlackMessageRow.purpose == purpose
+        )
         if (await self.session.execute(query)).scalar_one_or_none() is not None:
             return False
-        self.session.add(SlackMessageRow(request_id=request_id, purpose=purpose, channel_id=channel_id, ts=ts,
-                                         posted_at=at))
+        self.session.add(
+            SlackMessageRow(request_id=request_id, purpose=purpose, channel_id=channel_id, ts=ts, posted_at=at)
+        )
         await self.session.flush()
         return True
 

@@ -53,9 +53,7 @@ class AccessRequest:
         _check_approvers(requester_id, approvers, policy)
         if duration_minutes is not None and not 1 <= duration_minutes <= policy.max_duration_minutes:
             days = policy.max_duration_minutes // (24 * 60)
-            raise errors.InvalidRequest(
-                f"The duration must be between 1 minute and {days} days.", field="duration"
-            )
+            raise errors.InvalidRequest(f"The duration must be between 1 minute and {days} days.", field="duration")
         request = cls(
             id=id,
             requester_id=requester_id,
@@ -112,8 +110,7 @@ class AccessRequest:
             if previous.verdict is verdict:
                 return DecisionOutcome.ALREADY_RECORDED
             raise errors.DecisionConflict(
-                f"You already chose to {previous.verdict.lower()} request {self.id}; "
-                "a decision cannot be changed."
+                f"You already chose to {previous.verdict.lower()} request {self.id}; a decision cannot be changed."
             )
         self._require_pending("decided")
         return None
@@ -143,9 +140,7 @@ def _check_text(value: str, name: str, label: str, low: int, high: int) -> None:
     if len(value) < low:
         raise errors.InvalidRequest(f"{label} is missing: say what you need access to and why.", field=name)
     if len(value) > high:
-        raise errors.InvalidRequest(
-            f"{label} is {len(value):,} characters long; the limit is {high:,}.", field=name
-        )
+        raise errors.InvalidRequest(f"{label} is {len(value):,} characters long; the limit is {high:,}.", field=name)
 
 
 def _check_approvers(requester_id: str, approvers: Sequence[Approver], policy: Policy) -> None:

@@ -13,7 +13,6 @@ from bot.adapters.repository import ConcurrentUpdate, RequestFilter
 from bot.domain import errors
 from bot.domain.model import AccessRequest, DecisionOutcome
 from bot.domain.values import Approver, Policy, Status, Verdict
-from bot.domain.values import Approver as Approver  # noqa: PLC0414  (re-exported for callers)
 from bot.service_layer.results import DecisionResult, Page, RequestView
 from bot.service_layer.unit_of_work import AbstractUnitOfWork
 
@@ -44,8 +43,14 @@ async def create_request(
     policy = policy or Policy()
     now = utcnow()
     request = AccessRequest.create(
-        id=new_request_id(), requester_id=requester_id, requester_name=requester_name, resource=resource,
-        justification=justification, approvers=approvers, duration_minutes=duration_minutes, now=now,
+        id=new_request_id(),
+        requester_id=requester_id,
+        requester_name=requester_name,
+        resource=resource,
+        justification=justification,
+        approvers=approvers,
+        duration_minutes=duration_minutes,
+        now=now,
         policy=policy,
     )
     async with uow:
@@ -57,28 +62,41 @@ async def create_request(
             )
         await uow.requests.add(request)
         await uow.audit.record(
-            action="request.created", actor_id=requester_id, request_id=request.id, at=now,
-            details={"resource": request.resource, "approvers": [a.user_id for a in request.approvers],
-                     "duration_minutes": duration_minutes},
+            action="request.created",
+            actor_id=requester_id,
+            request_id=request.id,
+            at=now,
+            details={
+                "resource": request.resource,
+                "approvers": [a.user_id for a in request.approvers],
+                "duration_minutes": duration_minutes,
+            },
         )
         await uow.commit()
     return RequestView.of(request)
 
 
-async def approve(*, uow: AbstractUnitOfWork, request_id: str, approver_id: str,
-                  reason: str | None = None) -> DecisionResult:
-    return await decide(uow=uow, request_id=request_id, approver_id=approver_id, verdict=Verdict.APPROVE,
-                        reason=reason)
+async def approve(
+    *, uow: AbstractUnitOfWork, request_id: str, approver_id: str, reason: str | None = None
+) -> DecisionResult:
+    return await decide(uow=uow, request_id=request_id, approver_id=approver_id, verdict=Verdict.APPROVE, reason=reason)
 
 
-async def deny(*, uow: AbstractUnitOfWork, request_id: str, approver_id: str,
-               reason: str | None = None) -> DecisionResult:
-    return await decide(uow=uow, request_id=request_id, approver_id=approver_id, verdict=Verdict.DENY,
-                        reason=reason)
+async def deny(
+    *, uow: AbstractUnitOfWork, request_id: str, approver_id: str, reason: str | None = None
+) -> DecisionResult:
+    return await decide(uow=uow, request_id=request_id, approver_id=approver_id, verdict=Verdict.DENY, reason=reason)
 
 
-async def decide(*, uow: AbstractUnitOfWork, request_id: str, approver_id: str, verdict: Verdict,
-                 reason: str | None = None, policy: Policy | None = None) -> DecisionResult:
+async def decide(
+    *,
+    uow: AbstractUnitOfWork,
+    request_id: str,
+    approver_id: str,
+    verdict: Verdict,
+    reason: str | None = None,
+    policy: Policy | None = None,
+) -> DecisionResult:
     policy = policy or Policy()
     if reason is not None and len(reason.strip()) > policy.max_reason_length:
         raise errors.InvalidRequest(
@@ -93,11 +111,20 @@ async def decide(*, uow: AbstractUnitOfWork, request_id: str, approver_id: str, 
             now = utcnow()
             outcome = request.decide(approver_id=approver_id, verdict=verdict, reason=reason, now=now)
             if outcome is DecisionOutcome.ALREADY_RECORDED:
-                return DecisionResult(RequestView.of(request), outcome, None,
-                                      f"You had already chosen to {verdict.lower()} {request_id}; nothing changed.")
+                return DecisionResult(
+                    RequestView.of(request),
+                    outcome,
+                    None,
+                    f"You had already chosen to {verdict.lower()} {request_id}; nothing changed.",
+                )
             await uow.requests.save(request)
-            await uow.audit.record(action=f"decision.{verdict.lower()}", actor_id=approver_id,
-                                   request_id=request_id, at=now, details={"reason": request.decisions[-1].reason})
+            await uow.audit.record(
+                action=f"decision.{verdict.lower()}",
+                actor_id=approver_id,
+                request_id=request_id,
+                at=now,
+                details={"reason": request.decisions[-1].reason},
+            )
             became = request.status if request.status is not before else None
             if became is not None:
                 await _audit_status(uow, request, before, approver_id, now)
@@ -110,8 +137,9 @@ async def decide(*, uow: AbstractUnitOfWork, request_id: str, approver_id: str, 
     return await _audited(uow, f"decision.{verdict.lower()}", approver_id, request_id, unit)
 
 
-async def check_decision(*, uow: AbstractUnitOfWork, request_id: str, approver_id: str,
-                         verdict: Verdict) -> RequestView:
+async def check_decision(
+    *, uow: AbstractUnitOfWork, request_id: str, approver_id: str, verdict: Verdict
+) -> RequestView:
     """Refuse now what ``decide`` would refuse (e.g. before asking a denier for a reason); records nothing
     but the refusal."""
 
@@ -127,12 +155,12 @@ async def check_decision(*, uow: AbstractUnitOfWork, request_id: str, approver_i
     return await _audited(uow, f"decision.{verdict.lower()}", approver_id, request_id, unit)
 
 
-async def record_message(*, uow: AbstractUnitOfWork, request_id: str, purpose: str, channel_id: str,
-                         ts: str) -> bool:
+async def record_message(*, uow: AbstractUnitOfWork, request_id: str, purpose: str, channel_id: str, ts: str) -> bool:
     """Remember a Slack message posted about a request; False if one was already recorded for ``purpose``."""
     async with uow:
-        recorded = await uow.messages.record(request_id=request_id, purpose=purpose, channel_id=channel_id, ts=ts,
-                                             at=utcnow())
+        recorded = await uow.messages.record(
+            request_id=request_id, purpose=purpose, channel_id=channel_id, ts=ts, at=utcnow()
+        )
         await uow.commit()
     return recorded
 
@@ -186,7 +214,7 @@ async def expire_stale(*, uow: AbstractUnitOfWork, older_than: timedelta, limit:
     """Expire pending requests created more than ``older_than`` ago."""
     cutoff = utcnow() - older_than
     async with uow:
-        oldest = await uow.requests.list(RequestFilter(Status.PENDING), limit=10_000)
+        oldest = await uow.requests.find(RequestFilter(Status.PENDING), limit=10_000)
     stale = [r.id for r in oldest if r.created_at < cutoff][:limit]
     expired = []
     for request_id in stale:
@@ -205,14 +233,21 @@ async def get(*, uow: AbstractUnitOfWork, request_id: str) -> RequestView:
     return RequestView.of(request)
 
 
-async def list_requests(*, uow: AbstractUnitOfWork, status: Status | None = None, requester_id: str | None = None,
-                        approver_id: str | None = None, involving: str | None = None, page: int = 1,
-                        per_page: int = 10) -> Page:
+async def list_requests(
+    *,
+    uow: AbstractUnitOfWork,
+    status: Status | None = None,
+    requester_id: str | None = None,
+    approver_id: str | None = None,
+    involving: str | None = None,
+    page: int = 1,
+    per_page: int = 10,
+) -> Page:
     where = RequestFilter(status, requester_id, approver_id, involving)
     page, per_page = max(1, page), max(1, min(per_page, 100))
     async with uow:
         total = await uow.requests.count(where)
-        items = await uow.requests.list(where, limit=per_page, offset=(page - 1) * per_page)
+        items = await uow.requests.find(where, limit=per_page, offset=(page - 1) * per_page)
     return Page(tuple(RequestView.of(r) for r in items), total, page, per_page)
 
 
@@ -228,10 +263,16 @@ async def _locked(uow: AbstractUnitOfWork, request_id: str) -> AccessRequest:
     return request
 
 
-async def _audit_status(uow: AbstractUnitOfWork, request: AccessRequest, before: Status, actor_id: str | None,
-                        now: datetime) -> None:
-    await uow.audit.record(action=f"status.{request.status.lower()}", actor_id=actor_id, request_id=request.id,
-                           at=now, details={"from": before.value, "to": request.status.value})
+async def _audit_status(
+    uow: AbstractUnitOfWork, request: AccessRequest, before: Status, actor_id: str | None, now: datetime
+) -> None:
+    await uow.audit.record(
+        action=f"status.{request.status.lower()}",
+        actor_id=actor_id,
+        request_id=request.id,
+        at=now,
+        details={"from": before.value, "to": request.status.value},
+    )
 
 
 async def _retrying(uow: AbstractUnitOfWork, unit: Callable[[], Awaitable[T]]) -> T:
@@ -244,15 +285,21 @@ async def _retrying(uow: AbstractUnitOfWork, unit: Callable[[], Awaitable[T]]) -
     raise AssertionError("unreachable")
 
 
-async def _audited(uow: AbstractUnitOfWork, action: str, actor_id: str, request_id: str,
-                   unit: Callable[[], Awaitable[T]]) -> T:
+async def _audited(
+    uow: AbstractUnitOfWork, action: str, actor_id: str, request_id: str, unit: Callable[[], Awaitable[T]]
+) -> T:
     """Run ``unit``; a refusal is written to the audit log in a unit of its own, then re-raised."""
     try:
         return await _retrying(uow, unit)
     except errors.DomainError as refusal:
         if not uow.nested:
             async with uow:
-                await uow.audit.record(action=f"refused.{action}", actor_id=actor_id, request_id=request_id,
-                                       at=utcnow(), details={"code": refusal.code, "message": refusal.message})
+                await uow.audit.record(
+                    action=f"refused.{action}",
+                    actor_id=actor_id,
+                    request_id=request_id,
+                    at=utcnow(),
+                    details={"code": refusal.code, "message": refusal.message},
+                )
                 await uow.commit()
         raise

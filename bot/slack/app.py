@@ -44,8 +44,12 @@ def build_app(settings: Settings, uow: UnitOfWorkFactory) -> tuple[AsyncApp, Dep
         request_verification_enabled=not settings.socket_mode,
         logger=logging.getLogger("bot.bolt"),
     )
-    deps = Deps(uow=uow, notifier=Notifier(client, uow, settings.notify_channel), policy=settings.policy,
-                admins=settings.admin_users)
+    deps = Deps(
+        uow=uow,
+        notifier=Notifier(client, uow, settings.notify_channel),
+        policy=settings.policy,
+        admins=settings.admin_users,
+    )
     for surface in (commands, actions, views, events):
         surface.register(app, deps)
     return app, deps

@@ -26,15 +26,24 @@ EVENT_TYPE = "access_request"
 
 def metadata(view: RequestView) -> Metadata:
     """The metadata every message about a request carries, so other apps and workflows can react."""
-    return Metadata(event_type=EVENT_TYPE, event_payload={
-        "request_id": view.id, "status": view.status.value, "resource": t.cut(view.resource, 200),
-        "requester": view.requester_id, "approvers": [a.user_id for a in view.approvers]})
+    return Metadata(
+        event_type=EVENT_TYPE,
+        event_payload={
+            "request_id": view.id,
+            "status": view.status.value,
+            "resource": t.cut(view.resource, 200),
+            "requester": view.requester_id,
+            "approvers": [a.user_id for a in view.approvers],
+        },
+    )
 
 
 def summary_text(view: RequestView) -> str:
     """Notification fallback text (escaped: Slack parses it as mrkdwn)."""
-    return (f"Access request {view.id} from {t.user(view.requester_id)} for {t.safe(view.resource, 200)}: "
-            f"{view.status.value.lower()}")
+    return (
+        f"Access request {view.id} from {t.user(view.requester_id)} for {t.safe(view.resource, 200)}: "
+        f"{view.status.value.lower()}"
+    )
 
 
 def _summary(view: RequestView) -> list[Block]:
@@ -42,20 +51,33 @@ def _summary(view: RequestView) -> list[Block]:
     others = ", ".join(t.user(a.user_id) for a in view.approvers)
     return [
         HeaderBlock(block_id="title", text=t.plain(f"Access request {view.id}", 150)),
-        SectionBlock(block_id="summary", fields=[
-            MarkdownTextObject(text=f"*Requested by*\n{t.user(view.requester_id)}"),
-            MarkdownTextObject(text=f"*Resource*\n{t.safe(view.resource, 1900)}"),
-            MarkdownTextObject(text=f"*Duration*\n{t.duration(view.duration_minutes)}"),
-            MarkdownTextObject(text=f"*Approvers*\n{others}"),
-        ]),
-        *(SectionBlock(block_id=f"justification-{i}",
-                       text=MarkdownTextObject(text=("*Justification*\n" if i == 0 else "") + piece))
-          for i, piece in enumerate(t.safe_chunks(view.justification, 2880, most=4))),
+        SectionBlock(
+            block_id="summary",
+            fields=[
+                MarkdownTextObject(text=f"*Requested by*\n{t.user(view.requester_id)}"),
+                MarkdownTextObject(text=f"*Resource*\n{t.safe(view.resource, 1900)}"),
+                MarkdownTextObject(text=f"*Duration*\n{t.duration(view.duration_minutes)}"),
+                MarkdownTextObject(text=f"*Approvers*\n{others}"),
+            ],
+        ),
+        *(
+            SectionBlock(
+                block_id=f"justification-{i}",
+                text=MarkdownTextObject(text=("*Justification*\n" if i == 0 else "") + piece),
+            )
+            for i, piece in enumerate(t.safe_chunks(view.justification, 2880, most=4))
+        ),
         SectionBlock(block_id="progress", text=MarkdownTextObject(text=progress(view))),
-        ContextBlock(block_id="meta", elements=[MarkdownTextObject(
-            text=f"{view.id} · {t.status(view.status)} · requested "
-                 f"<!date^{int(view.created_at.timestamp())}^{{date_short_pretty}} {{time}}|"
-                 f"{view.created_at:%Y-%m-%d %H:%M} UTC>")]),
+        ContextBlock(
+            block_id="meta",
+            elements=[
+                MarkdownTextObject(
+                    text=f"{view.id} · {t.status(view.status)} · requested "
+                    f"<!date^{int(view.created_at.timestamp())}^{{date_short_pretty}} {{time}}|"
+                    f"{view.created_at:%Y-%m-%d %H:%M} UTC>"
+                )
+            ],
+        ),
     ]
 
 
@@ -82,10 +104,13 @@ def progress(view: RequestView) -> str:
 
 
 def decision_buttons(view: RequestView, *, block_id: str = "decide") -> ActionsBlock:
-    return ActionsBlock(block_id=block_id, elements=[
-        ButtonElement(text="Approve", action_id=APPROVE, value=view.id, style="primary"),
-        ButtonElement(text="Deny", action_id=DENY, value=view.id, style="danger"),
-    ])
+    return ActionsBlock(
+        block_id=block_id,
+        elements=[
+            ButtonElement(text="Approve", action_id=APPROVE, value=view.id, style="primary"),
+            ButtonElement(text="Deny", action_id=DENY, value=view.id, style="danger"),
+        ],
+    )
 
 
 def approver_message(view: RequestView, approver_id: str) -> tuple[str, list[Block]]:
@@ -117,15 +142,19 @@ def requester_outcome(view: RequestView) -> tuple[str, list[Block]]:
         denial = view.denial
         assert denial is not None
         reason = f"\n>{t.safe(denial.reason, 1500)}" if denial.reason else "\nNo reason was given."
-        head = (f":no_entry: Your request {view.id} for *{t.safe(view.resource, 1000)}* was denied by "
-                f"{t.user(denial.approver_id)}.{reason}")
+        head = (
+            f":no_entry: Your request {view.id} for *{t.safe(view.resource, 1000)}* was denied by "
+            f"{t.user(denial.approver_id)}.{reason}"
+        )
     return head, [SectionBlock(block_id="outcome", text=MarkdownTextObject(text=head)), *_summary(view)[1:]]
 
 
 def confirmation(view: RequestView) -> tuple[str, list[Block]]:
     who = " and ".join(t.user(a.user_id) for a in view.approvers)
-    text = (f"Request {view.id} for *{t.safe(view.resource, 1000)}* is sent to {who}. "
-            f"I'll message you when it is decided. `/access-request status {view.id}` shows where it stands.")
+    text = (
+        f"Request {view.id} for *{t.safe(view.resource, 1000)}* is sent to {who}. "
+        f"I'll message you when it is decided. `/access-request status {view.id}` shows where it stands."
+    )
     return text, [SectionBlock(block_id="confirmation", text=MarkdownTextObject(text=text))]
 
 
@@ -139,8 +168,10 @@ def status_card(view: RequestView) -> tuple[str, list[Block]]:
 
 
 def request_line(view: RequestView) -> str:
-    return (f"`{view.id}` *{t.safe(view.resource, 300)}* · {t.status(view.status)} · from "
-            f"{t.user(view.requester_id)} · {view.created_at:%Y-%m-%d}")
+    return (
+        f"`{view.id}` *{t.safe(view.resource, 300)}* · {t.status(view.status)} · from "
+        f"{t.user(view.requester_id)} · {view.created_at:%Y-%m-%d}"
+    )
 
 
 def request_list(title: str, page: Page, command: str) -> tuple[str, list[Block]]:
@@ -157,9 +188,11 @@ def request_list(title: str, page: Page, command: str) -> tuple[str, list[Block]
 
 
 def help_message(usage: str) -> tuple[str, list[Block]]:
-    text = ("*Ask for access*: `/access-request prod-db @alice @bob for 4h Investigating incident 42`\n"
-            "Both approvers get a message with Approve and Deny. Two approvals approve it; one denial denies it.\n"
-            "`/access-request` alone opens a form.\n\n" + usage)
+    text = (
+        "*Ask for access*: `/access-request prod-db @alice @bob for 4h Investigating incident 42`\n"
+        "Both approvers get a message with Approve and Deny. Two approvals approve it; one denial denies it.\n"
+        "`/access-request` alone opens a form.\n\n" + usage
+    )
     return "How to use /access-request", [SectionBlock(block_id="help", text=MarkdownTextObject(text=text))]
 
 

@@ -12,8 +12,10 @@ from slack_sdk.models.blocks import Block
 from bot.slack import blocks as b
 
 log = logging.getLogger("bot.slack")
-APOLOGY = ":warning: Something went wrong on our side and nothing was changed. Please try again; if it keeps " \
-          "happening, tell your Slack admin."
+APOLOGY = (
+    ":warning: Something went wrong on our side and nothing was changed. Please try again; if it keeps "
+    "happening, tell your Slack admin."
+)
 
 Listener = Callable[..., Awaitable[None]]
 

@@ -21,16 +21,18 @@ class SlackUnavailable(DomainError):
     code = "slack_unavailable"
 
 
-async def resolve_approvers(client: AsyncWebClient, user_ids: Sequence[str], *, requester_id: str,
-                            required: int) -> list[Approver]:
+async def resolve_approvers(
+    client: AsyncWebClient, user_ids: Sequence[str], *, requester_id: str, required: int
+) -> list[Approver]:
     """Approvers for ``user_ids``, or InvalidRequest naming the field (``approver_N``) and what to fix."""
     for i, user_id in enumerate(user_ids, start=1):
         if user_id == requester_id:
-            raise InvalidRequest("You cannot approve your own request: name two other people.",
-                                 field=f"approver_{i}")
+            raise InvalidRequest("You cannot approve your own request: name two other people.", field=f"approver_{i}")
     if len(set(user_ids)) != len(user_ids):
-        raise InvalidRequest(f"The approvers must be {required} different people; the same person is named twice.",
-                             field=f"approver_{len(user_ids)}")
+        raise InvalidRequest(
+            f"The approvers must be {required} different people; the same person is named twice.",
+            field=f"approver_{len(user_ids)}",
+        )
     found = await asyncio.gather(*(_lookup(client, u) for u in user_ids))
     approvers = []
     for i, (user_id, user) in enumerate(zip(user_ids, found, strict=True), start=1):
@@ -54,7 +56,8 @@ async def _lookup(client: AsyncWebClient, user_id: str) -> dict[str, Any] | None
         if exc.response.get("error") in ("user_not_found", "users_not_found"):
             return None
         log.warning("users.info for %s failed: %s", user_id, exc.response.get("error"))
-        raise SlackUnavailable("Slack could not tell me who the approvers are just now; nothing was stored. "
-                               "Please try again in a minute.") from exc
+        raise SlackUnavailable(
+            "Slack could not tell me who the approvers are just now; nothing was stored. Please try again in a minute."
+        ) from exc
     user: dict[str, Any] = response["user"]
     return user

@@ -23,46 +23,91 @@ from bot.slack import blocks as b
 from bot.slack import text as t
 
 NEW_REQUEST, DENY_REASON = "new_request", "deny_reason"
-FIELD_BLOCKS = {"resource": "resource", "justification": "justification", "duration": "duration",
-                "approvers": "approver_1", "reason": "reason"}
+FIELD_BLOCKS = {
+    "resource": "resource",
+    "justification": "justification",
+    "duration": "duration",
+    "approvers": "approver_1",
+    "reason": "reason",
+}
 HOME_TODO_LIMIT, HOME_MINE_LIMIT = 10, 15
 
 
 def request_modal(policy: Policy) -> View:
     approvers = [
-        InputBlock(block_id=f"approver_{i}", label=f"Approver {i}",
-                   element=UserSelectElement(action_id="user", placeholder="Choose a person"))
+        InputBlock(
+            block_id=f"approver_{i}",
+            label=f"Approver {i}",
+            element=UserSelectElement(action_id="user", placeholder="Choose a person"),
+        )
         for i in range(1, policy.approvers + 1)
     ]
-    return View(type="modal", callback_id=NEW_REQUEST, title="Request access", submit="Send request",
-                close="Cancel", blocks=[
-                    InputBlock(block_id="resource", label="Resource", element=PlainTextInputElement(
-                        action_id="value", max_length=policy.max_resource_length,
-                        placeholder="e.g. prod-db (read-only)")),
-                    *approvers,
-                    InputBlock(block_id="justification", label="Justification", element=PlainTextInputElement(
-                        action_id="value", multiline=True, max_length=policy.max_justification_length,
-                        placeholder="Why do you need it?")),
-                    InputBlock(block_id="duration", label="Duration", optional=True,
-                               hint="For how long: 30m, 4h, 2d", element=PlainTextInputElement(
-                                   action_id="value", max_length=20, placeholder="e.g. 4h")),
-                ])
+    return View(
+        type="modal",
+        callback_id=NEW_REQUEST,
+        title="Request access",
+        submit="Send request",
+        close="Cancel",
+        blocks=[
+            InputBlock(
+                block_id="resource",
+                label="Resource",
+                element=PlainTextInputElement(
+                    action_id="value",
+                    max_length=policy.max_resource_length,
+                    placeholder="e.g. prod-db (read-only)",
+                ),
+            ),
+            *approvers,
+            InputBlock(
+                block_id="justification",
+                label="Justification",
+                element=PlainTextInputElement(
+                    action_id="value",
+                    multiline=True,
+                    max_length=policy.max_justification_length,
+                    placeholder="Why do you need it?",
+                ),
+            ),
+            InputBlock(
+                block_id="duration",
+                label="Duration",
+                optional=True,
+                hint="For how long: 30m, 4h, 2d",
+                element=PlainTextInputElement(action_id="value", max_length=20, placeholder="e.g. 4h"),
+            ),
+        ],
+    )
 
 
 def deny_modal(view: RequestView, origin: dict[str, str]) -> View:
-    return View(type="modal", callback_id=DENY_REASON, title="Deny request", submit="Deny", close="Back",
-                private_metadata=json.dumps({"request_id": view.id, **origin}),
-                blocks=[
-                    SectionBlock(block_id="what", text=MarkdownTextObject(
-                        text=f"Deny {t.user(view.requester_id)}'s request {view.id} for "
-                             f"*{t.safe(view.resource, 1000)}*?")),
-                    InputBlock(block_id="reason", label="Reason (shown to the requester)", optional=True,
-                               element=PlainTextInputElement(action_id="value", multiline=True, max_length=2000)),
-                ])
+    return View(
+        type="modal",
+        callback_id=DENY_REASON,
+        title="Deny request",
+        submit="Deny",
+        close="Back",
+        private_metadata=json.dumps({"request_id": view.id, **origin}),
+        blocks=[
+            SectionBlock(
+                block_id="what",
+                text=MarkdownTextObject(
+                    text=f"Deny {t.user(view.requester_id)}'s request {view.id} for *{t.safe(view.resource, 1000)}*?"
+                ),
+            ),
+            InputBlock(
+                block_id="reason",
+                label="Reason (shown to the requester)",
+                optional=True,
+                element=PlainTextInputElement(action_id="value", multiline=True, max_length=2000),
+            ),
+        ],
+    )
 
 
-def home(*, todo: Sequence[RequestView], mine: Sequence[RequestView], mine_total: int,
-         notice: str | None = None) -> View:
+def home(
+    *, todo: Sequence[RequestView], mine: Sequence[RequestView], mine_total: int, notice: str | None = None
+) -> View:
     blocks: list[object] = [HeaderBlock(block_id="title", text="Access requests")]
     if notice:
         blocks.append(SectionBlock(block_id="notice", text=MarkdownTextObject(text=t.cut(notice, 3000))))
@@ -78,8 +123,9 @@ def home(*, todo: Sequence[RequestView], mine: Sequence[RequestView], mine_total
     if not mine:
         blocks.append(b.section("mine-empty", "You have made no requests. Type `/access-request` to make one."))
     for view in mine[:HOME_MINE_LIMIT]:
-        cancel = (ButtonElement(text="Cancel", action_id=b.CANCEL, value=view.id)
-                  if view.status is Status.PENDING else None)
+        cancel = (
+            ButtonElement(text="Cancel", action_id=b.CANCEL, value=view.id) if view.status is Status.PENDING else None
+        )
         blocks.append(b.section(f"mine-{view.id}", b.request_line(view), accessory=cancel))
     if mine_total > min(len(mine), HOME_MINE_LIMIT):
         blocks.append(_more(mine_total - min(len(mine), HOME_MINE_LIMIT), "mine"))
@@ -87,5 +133,7 @@ def home(*, todo: Sequence[RequestView], mine: Sequence[RequestView], mine_total
 
 
 def _more(n: int, which: str) -> ContextBlock:
-    return ContextBlock(block_id=f"{which}-more", elements=[MarkdownTextObject(
-        text=f"and {n} more: `/access-request list {which}`")])
+    return ContextBlock(
+        block_id=f"{which}-more",
+        elements=[MarkdownTextObject(text=f"and {n} more: `/access-request list {which}`")],
+    )

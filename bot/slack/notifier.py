@@ -45,9 +45,16 @@ class Notifier:
         """DM each approver and post to the channel; returns what went wrong, in words for the requester."""
         async with self._lock(view.id):
             problems = await asyncio.gather(
-                *(self._post(view, f"dm:{a.user_id}", a.user_id, b.approver_message(view, a.user_id),
-                             f"I could not message {t.user(a.user_id)}")
-                  for a in view.approvers),
+                *(
+                    self._post(
+                        view,
+                        f"dm:{a.user_id}",
+                        a.user_id,
+                        b.approver_message(view, a.user_id),
+                        f"I could not message {t.user(a.user_id)}",
+                    )
+                    for a in view.approvers
+                ),
                 self._post_channel(view),
             )
         return [p for p in problems if p]
@@ -70,8 +77,14 @@ class Notifier:
                 for decision in view.decisions:
                     purpose = f"reply:{decision.approver_id}"
                     if purpose not in refs:
-                        await self._post(view, purpose, channel[0], b.decision_reply(view, decision.approver_id),
-                                         "thread reply", thread_ts=channel[1])
+                        await self._post(
+                            view,
+                            purpose,
+                            channel[0],
+                            b.decision_reply(view, decision.approver_id),
+                            "thread reply",
+                            thread_ts=channel[1],
+                        )
             if view.status in (Status.APPROVED, Status.DENIED) and "outcome" not in refs:
                 await self._post(view, "outcome", view.requester_id, b.requester_outcome(view), "outcome DM")
 
@@ -83,33 +96,62 @@ class Notifier:
     async def _post_channel(self, view: RequestView) -> str | None:
         if not self.notify_channel:
             return None
-        problem = await self._post(view, "channel", self.notify_channel, b.channel_message(view),
-                                   "I could not post to the notification channel")
+        problem = await self._post(
+            view,
+            "channel",
+            self.notify_channel,
+            b.channel_message(view),
+            "I could not post to the notification channel",
+        )
         return problem
 
-    async def _post(self, view: RequestView, purpose: str, channel: str, content: tuple[str, list[Block]],
-                    what: str, thread_ts: str | None = None) -> str | None:
+    async def _post(
+        self,
+        view: RequestView,
+        purpose: str,
+        channel: str,
+        content: tuple[str, list[Block]],
+        what: str,
+        thread_ts: str | None = None,
+    ) -> str | None:
         text, blocks = content
         try:
-            response = await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks,
-                                                          metadata=b.metadata(view), thread_ts=thread_ts)
+            response = await self.client.chat_postMessage(
+                channel=channel, text=text, blocks=blocks, metadata=b.metadata(view), thread_ts=thread_ts
+            )
         except SlackApiError as exc:
             error = str(exc.response.get("error"))
-            log.error("chat.postMessage failed: request=%s purpose=%s channel=%s error=%s", view.id, purpose,
-                      channel, error)
+            log.error(
+                "chat.postMessage failed: request=%s purpose=%s channel=%s error=%s",
+                view.id,
+                purpose,
+                channel,
+                error,
+            )
             return f"{what} ({ERRORS_FOR_PEOPLE.get(error, error)})."
-        await services.record_message(uow=self.uow(), request_id=view.id, purpose=purpose,
-                                      channel_id=response["channel"], ts=response["ts"])
+        await services.record_message(
+            uow=self.uow(),
+            request_id=view.id,
+            purpose=purpose,
+            channel_id=response["channel"],
+            ts=response["ts"],
+        )
         return None
 
     async def _update(self, view: RequestView, ref: tuple[str, str], content: tuple[str, list[Block]]) -> None:
         text, blocks = content
         try:
-            await self.client.chat_update(channel=ref[0], ts=ref[1], text=text, blocks=blocks,
-                                          metadata=b.metadata(view))
+            await self.client.chat_update(
+                channel=ref[0], ts=ref[1], text=text, blocks=blocks, metadata=b.metadata(view)
+            )
         except SlackApiError as exc:
-            log.error("chat.update failed: request=%s channel=%s ts=%s error=%s", view.id, ref[0], ref[1],
-                      exc.response.get("error"))
+            log.error(
+                "chat.update failed: request=%s channel=%s ts=%s error=%s",
+                view.id,
+                ref[0],
+                ref[1],
+                exc.response.get("error"),
+            )
 
 
 Tell = Callable[[str], Awaitable[None]]

@@ -107,18 +107,20 @@ def _not_people(text: str) -> str | None:
     """Why what was typed where people belong is not people; None if nothing specific is wrong."""
     for token in TOKEN.findall(text):
         if token.startswith("#"):
-            return f"Approvers must be people, not channels: replace `#{_shown(token.split('|')[-1].lstrip('#'))}` with @someone.\n{USAGE}"
+            name = _shown(token.split("|")[-1].lstrip("#"))
+            return f"Approvers must be people, not channels: replace `#{name}` with @someone.\n{USAGE}"
         if token.startswith("!subteam"):
             return f"Approvers must be people, not user groups: replace {_label(token)} with @someone.\n{USAGE}"
         if token.startswith("!"):
             return f"Approvers must be people: `@{token[1:].split('|')[0]}` notifies a whole channel.\n{USAGE}"
         if token.startswith("mailto:"):
-            return ("Name approvers as @mentions, not email addresses: type @ and pick them from the list."
-                    f"\n{USAGE}")
+            return f"Name approvers as @mentions, not email addresses: type @ and pick them from the list.\n{USAGE}"
     bare = BARE_AT.search(text)
     if bare:
-        return (f"I couldn't recognise `@{_shown(bare.group(1))}` as a Slack user: type @ and pick each approver "
-                f"from the list so Slack sends a mention.\n{USAGE}")
+        return (
+            f"I couldn't recognise `@{_shown(bare.group(1))}` as a Slack user: type @ and pick each approver "
+            f"from the list so Slack sends a mention.\n{USAGE}"
+        )
     return None
 
 
@@ -131,11 +133,10 @@ def _create(text: str, approvers: int) -> Command:
             return Invalid(not_people)
         return Invalid(f"Name exactly {approvers} approvers; you named {len(mentions)}.\n{USAGE}")
     resource = text[: mentions[0].start()].strip()
-    between = text[mentions[0].end(): mentions[-1].start()]
-    justification = text[mentions[-1].end():].strip()
+    between = text[mentions[0].end() : mentions[-1].start()]
+    justification = text[mentions[-1].end() :].strip()
     if re.sub(r"(?:\s|,|&|\band\b)+", "", USER.sub("", between), flags=re.I):
-        return Invalid("Put the approvers next to each other, between the resource and the justification."
-                       f"\n{USAGE}")
+        return Invalid(f"Put the approvers next to each other, between the resource and the justification.\n{USAGE}")
     if TOKEN.search(resource) and not resource.startswith("<http"):
         return Invalid(f"The resource cannot contain mentions or channel links.\n{USAGE}")
     if not resource:
@@ -146,7 +147,7 @@ def _create(text: str, approvers: int) -> Command:
     match = DURATION.match(justification)
     if match:
         duration = int(match.group(1)) * UNIT_MINUTES[match.group(2)[0].lower()]
-        justification = justification[match.end():].strip()
+        justification = justification[match.end() :].strip()
     if not justification:
         return Invalid(f"Add a justification after the approvers: why do you need access?\n{USAGE}")
     return Create(resource, ids, justification, duration)

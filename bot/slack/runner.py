@@ -35,7 +35,7 @@ class BotServer:
         if self.settings.socket_mode:
             assert self.settings.slack_app_token is not None
             self._socket = AsyncSocketModeHandler(self.app, self.settings.slack_app_token.get_secret_value())
-            await self._socket.connect_async()
+            await self._socket.connect_async()  # type: ignore[no-untyped-call]
             log.info("Connected to Slack over Socket Mode")
             return
         web_app = self.app.web_app(path=EVENTS_PATH)
@@ -58,7 +58,7 @@ class BotServer:
 
     async def stop(self) -> None:
         if self._socket is not None:
-            await self._socket.close_async()
+            await self._socket.close_async()  # type: ignore[no-untyped-call]
         if self._runner is not None:
             await self._runner.cleanup()  # finishes in-flight requests first
         await self.db.dispose()

@@ -6,22 +6,31 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bot.testing.blockkit import MAX_MESSAGE_BLOCKS, MAX_VIEW_BLOCKS, BlockKitError, decode, validate_blocks, \
-    validate_metadata
+from bot.testing.blockkit import (
+    MAX_MESSAGE_BLOCKS,
+    MAX_VIEW_BLOCKS,
+    BlockKitError,
+    decode,
+    validate_blocks,
+    validate_metadata,
+)
 from bot.testing.workspace import APP_ID, BOT_ID, BOT_USER, TEAM_DOMAIN, TEAM_ID, Ephemeral, Message
 
 if TYPE_CHECKING:
-    from bot.testing.fake_slack import FakeSlack
+    from bot.testing.core import SlackCore
 
 Result = dict[str, Any]
-HANDLERS: dict[str, Callable[[FakeSlack, dict[str, Any]], Result]] = {}
+HANDLERS: dict[str, Callable[[SlackCore, dict[str, Any]], Result]] = {}
 MAX_TEXT = 40_000
 TRIGGER_TTL = 3.0
 
 
-def method(name: str) -> Callable[[Callable[[FakeSlack, dict[str, Any]], Result]],
-                                  Callable[[FakeSlack, dict[str, Any]], Result]]:
-    def register(fn: Callable[[FakeSlack, dict[str, Any]], Result]) -> Callable[[FakeSlack, dict[str, Any]], Result]:
+def method(
+    name: str,
+) -> Callable[[Callable[[SlackCore, dict[str, Any]], Result]], Callable[[SlackCore, dict[str, Any]], Result]]:
+    def register(
+        fn: Callable[[SlackCore, dict[str, Any]], Result],
+    ) -> Callable[[SlackCore, dict[str, Any]], Result]:
         HANDLERS[name] = fn
         return fn
 
@@ -36,27 +45,35 @@ def error(code: str, *messages: str) -> Result:
 
 
 @method("auth.test")
-def auth_test(fake: FakeSlack, p: dict[str, Any]) -> Result:
-    return {"ok": True, "url": f"https://{TEAM_DOMAIN}.slack.com/", "team": "Fake Workspace", "user": "accessbot",
-            "team_id": TEAM_ID, "user_id": BOT_USER, "bot_id": BOT_ID, "is_enterprise_install": False,
-            "app_id": APP_ID}
+def auth_test(fake: SlackCore, p: dict[str, Any]) -> Result:
+    return {
+        "ok": True,
+        "url": f"https://{TEAM_DOMAIN}.slack.com/",
+        "team": "Fake Workspace",
+        "user": "accessbot",
+        "team_id": TEAM_ID,
+        "user_id": BOT_USER,
+        "bot_id": BOT_ID,
+        "is_enterprise_install": False,
+        "app_id": APP_ID,
+    }
 
 
 @method("users.info")
-def users_info(fake: FakeSlack, p: dict[str, Any]) -> Result:
+def users_info(fake: SlackCore, p: dict[str, Any]) -> Result:
     person = fake.people.get(str(p.get("user", "")))
     return {"ok": True, "user": person.as_api()} if person else error("user_not_found")
 
 
 @method("users.lookupByEmail")
-def users_lookup_by_email(fake: FakeSlack, p: dict[str, Any]) -> Result:
+def users_lookup_by_email(fake: SlackCore, p: dict[str, Any]) -> Result:
     email = str(p.get("email", "")).lower()
     person = next((u for u in fake.people.values() if (u.email or "").lower() == email and email), None)
     return {"ok": True, "user": person.as_api()} if person else error("users_not_found")
 
 
 @method("conversations.open")
-def conversations_open(fake: FakeSlack, p: dict[str, Any]) -> Result:
+def conversations_open(fake: SlackCore, p: dict[str, Any]) -> Result:
     users = [u for u in str(p.get("users", "")).split(",") if u]
     if p.get("channel"):
         channel = fake.channels.get(str(p["channel"]))
@@ -71,8 +88,17 @@ def conversations_open(fake: FakeSlack, p: dict[str, Any]) -> Result:
     if person.deleted:
         return error("user_disabled")
     channel = fake.dm_channel(person.id)
-    return {"ok": True, "channel": {"id": channel.id, "created": int(time.time()), "is_im": True,
-                                    "is_org_shared": False, "user": person.id, "is_archived": False}}
+    return {
+        "ok": True,
+        "channel": {
+            "id": channel.id,
+            "created": int(time.time()),
+            "is_im": True,
+            "is_org_shared": False,
+            "user": person.id,
+            "is_archived": False,
+        },
+    }
 
 
 def _message_problems(p: dict[str, Any]) -> tuple[Result | None, list[dict[str, Any]], dict[str, Any] | None]:
@@ -95,7 +121,7 @@ def _message_problems(p: dict[str, Any]) -> tuple[Result | None, list[dict[str, 
     return None, blocks, metadata
 
 
-def _channel_for_post(fake: FakeSlack, channel_id: str) -> tuple[Result | None, str]:
+def _channel_for_post(fake: SlackCore, channel_id: str) -> tuple[Result | None, str]:
     if channel_id in fake.people:  # posting to a user id posts in the app's DM with them
         person = fake.people[channel_id]
         if person.is_bot:
@@ -112,7 +138,7 @@ def _channel_for_post(fake: FakeSlack, channel_id: str) -> tuple[Result | None, 
 
 
 @method("chat.postMessage")
-def chat_post_message(fake: FakeSlack, p: dict[str, Any]) -> Result:
+def chat_post_message(fake: SlackCore, p: dict[str, Any]) -> Result:
     problem, channel_id = _channel_for_post(fake, str(p.get("channel", "")))
     if problem:
         return problem
@@ -128,7 +154,7 @@ def chat_post_message(fake: FakeSlack, p: dict[str, Any]) -> Result:
 
 
 @method("chat.update")
-def chat_update(fake: FakeSlack, p: dict[str, Any]) -> Result:
+def chat_update(fake: SlackCore, p: dict[str, Any]) -> Result:
     channel_id, ts = str(p.get("channel", "")), str(p.get("ts", ""))
     if channel_id not in fake.channels:
         return error("channel_not_found")
@@ -147,7 +173,7 @@ def chat_update(fake: FakeSlack, p: dict[str, Any]) -> Result:
 
 
 @method("chat.delete")
-def chat_delete(fake: FakeSlack, p: dict[str, Any]) -> Result:
+def chat_delete(fake: SlackCore, p: dict[str, Any]) -> Result:
     key = (str(p.get("channel", "")), str(p.get("ts", "")))
     if key not in fake.messages:
         return error("message_not_found")
@@ -156,7 +182,7 @@ def chat_delete(fake: FakeSlack, p: dict[str, Any]) -> Result:
 
 
 @method("chat.postEphemeral")
-def chat_post_ephemeral(fake: FakeSlack, p: dict[str, Any]) -> Result:
+def chat_post_ephemeral(fake: SlackCore, p: dict[str, Any]) -> Result:
     problem, channel_id = _channel_for_post(fake, str(p.get("channel", "")))
     if problem:
         return problem
@@ -204,11 +230,21 @@ def _check_view(view: Any, *, kind: str | None = None) -> tuple[Result | None, d
     return (error("invalid_arguments", *problems), view) if problems else (None, view)
 
 
-def _stored_view(fake: FakeSlack, view: dict[str, Any], user: str, view_id: str | None = None) -> dict[str, Any]:
+def _stored_view(fake: SlackCore, view: dict[str, Any], user: str, view_id: str | None = None) -> dict[str, Any]:
     view_id = view_id or fake.clock.id("V")
-    stored = {**view, "id": view_id, "team_id": TEAM_ID, "app_id": APP_ID, "bot_id": BOT_ID, "user": user,
-              "hash": f"{time.time():.6f}", "state": {"values": {}}, "root_view_id": view_id,
-              "private_metadata": view.get("private_metadata", ""), "callback_id": view.get("callback_id", "")}
+    stored = {
+        **view,
+        "id": view_id,
+        "team_id": TEAM_ID,
+        "app_id": APP_ID,
+        "bot_id": BOT_ID,
+        "user": user,
+        "hash": f"{time.time():.6f}",
+        "state": {"values": {}},
+        "root_view_id": view_id,
+        "private_metadata": view.get("private_metadata", ""),
+        "callback_id": view.get("callback_id", ""),
+    }
     fake.views[view_id] = stored
     return stored
 
@@ -217,7 +253,7 @@ def _public(view: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in view.items() if k != "user"}
 
 
-def _take_trigger(fake: FakeSlack, trigger_id: str) -> tuple[Result | None, str]:
+def _take_trigger(fake: SlackCore, trigger_id: str) -> tuple[Result | None, str]:
     issued = fake.triggers.get(trigger_id)
     if issued is None:
         return error("invalid_trigger_id"), ""
@@ -231,7 +267,7 @@ def _take_trigger(fake: FakeSlack, trigger_id: str) -> tuple[Result | None, str]
 
 
 @method("views.open")
-def views_open(fake: FakeSlack, p: dict[str, Any]) -> Result:
+def views_open(fake: SlackCore, p: dict[str, Any]) -> Result:
     problem, view = _check_view(p.get("view"), kind="modal")
     if problem:
         return problem
@@ -242,12 +278,12 @@ def views_open(fake: FakeSlack, p: dict[str, Any]) -> Result:
 
 
 @method("views.push")
-def views_push(fake: FakeSlack, p: dict[str, Any]) -> Result:
+def views_push(fake: SlackCore, p: dict[str, Any]) -> Result:
     return views_open(fake, p)
 
 
 @method("views.update")
-def views_update(fake: FakeSlack, p: dict[str, Any]) -> Result:
+def views_update(fake: SlackCore, p: dict[str, Any]) -> Result:
     view_id = str(p.get("view_id") or "")
     if not view_id and p.get("external_id"):
         view_id = next((v["id"] for v in fake.views.values() if v.get("external_id") == p["external_id"]), "")
@@ -263,7 +299,7 @@ def views_update(fake: FakeSlack, p: dict[str, Any]) -> Result:
 
 
 @method("views.publish")
-def views_publish(fake: FakeSlack, p: dict[str, Any]) -> Result:
+def views_publish(fake: SlackCore, p: dict[str, Any]) -> Result:
     user = str(p.get("user_id", ""))
     if user not in fake.people:
         return error("user_not_found")
@@ -277,5 +313,5 @@ def views_publish(fake: FakeSlack, p: dict[str, Any]) -> Result:
 
 
 @method("apps.connections.open")
-def apps_connections_open(fake: FakeSlack, p: dict[str, Any]) -> Result:
+def apps_connections_open(fake: SlackCore, p: dict[str, Any]) -> Result:
     return {"ok": True, "url": fake.socket.new_url()}

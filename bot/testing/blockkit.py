@@ -73,12 +73,14 @@ def _beyond_slack_sdk(block: dict[str, Any], where: str) -> list[str]:
         if not text["text"]:
             problems.append(f"[ERROR] must be more than 0 characters [json-pointer:{where}/text/text]")
         if kind == "section" and len(text["text"]) > MAX_SECTION_TEXT:
-            problems.append(f"[ERROR] must be less than {MAX_SECTION_TEXT + 1} characters "
-                            f"[json-pointer:{where}/text/text]")
+            problems.append(
+                f"[ERROR] must be less than {MAX_SECTION_TEXT + 1} characters [json-pointer:{where}/text/text]"
+            )
     for j, field in enumerate(block.get("fields") or []):
         if isinstance(field, dict) and len(str(field.get("text", ""))) > MAX_FIELD_TEXT:
-            problems.append(f"[ERROR] must be less than {MAX_FIELD_TEXT + 1} characters "
-                            f"[json-pointer:{where}/fields/{j}/text]")
+            problems.append(
+                f"[ERROR] must be less than {MAX_FIELD_TEXT + 1} characters [json-pointer:{where}/fields/{j}/text]"
+            )
     action_ids: set[str] = set()
     elements = list(block.get("elements") or [])
     if isinstance(block.get("accessory"), dict):
@@ -117,7 +119,7 @@ def visible_text(blocks: list[dict[str, Any]]) -> str:
                 lines.append(block[key].get("text", ""))
         lines += [f.get("text", "") for f in block.get("fields") or []]
         buttons = []
-        for element in list(block.get("elements") or []) + [block.get("accessory") or {}]:
+        for element in [*list(block.get("elements") or []), block.get("accessory") or {}]:
             if element.get("type") == "button":
                 buttons.append(f"[{element['text']['text']}]")
             elif isinstance(element.get("text"), str):

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 if TYPE_CHECKING:
-    from bot.testing.fake_slack import FakeSlack
+    from bot.testing.core import SlackCore
 
 ACK_TIMEOUT = 3.0  # Slack's limit; after it Slack shows the person an error
 
 
 class SocketModeServer:
-    def __init__(self, fake: FakeSlack) -> None:
+    def __init__(self, fake: SlackCore) -> None:
         self.fake = fake
         self.tickets: set[str] = set()
         self.connections: list[web.WebSocketResponse] = []
@@ -40,9 +40,14 @@ class SocketModeServer:
         await ws.prepare(request)
         self.connections.append(ws)
         self.connects += 1
-        await ws.send_json({"type": "hello", "num_connections": len(self.connections),
-                            "debug_info": {"host": "fake-slack", "approximate_connection_time": 3600},
-                            "connection_info": {"app_id": "A0FAKEAPP"}})
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self.connections),
+                "debug_info": {"host": "fake-slack", "approximate_connection_time": 3600},
+                "connection_info": {"app_id": "A0FAKEAPP"},
+            }
+        )
         self.connected.set()
         try:
             async for msg in ws:
@@ -60,14 +65,20 @@ class SocketModeServer:
         if waiter is not None and not waiter.done():
             waiter.set_result(data)
 
-    async def send(self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0,
-                   timeout: float = ACK_TIMEOUT) -> dict[str, Any]:
+    async def send(
+        self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0, timeout: float = ACK_TIMEOUT
+    ) -> dict[str, Any]:
         """Deliver an envelope and wait for its ack; returns the ack (its ``payload`` is the response)."""
         await asyncio.wait_for(self.connected.wait(), timeout=10)
         envelope_id = str(uuid.uuid4())
-        envelope = {"envelope_id": envelope_id, "type": kind, "payload": payload,
-                    "accepts_response_payload": kind != "events_api", "retry_attempt": retry_attempt,
-                    "retry_reason": "timeout" if retry_attempt else ""}
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+            "retry_attempt": retry_attempt,
+            "retry_reason": "timeout" if retry_attempt else "",
+        }
         self.envelopes.append(envelope)
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[envelope_id] = waiter

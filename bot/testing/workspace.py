@@ -22,15 +22,28 @@ class Person:
     deleted: bool = False
 
     def as_api(self) -> dict[str, Any]:
-        profile: dict[str, Any] = {"real_name": self.real_name, "display_name": self.name,
-                                   "real_name_normalized": self.real_name, "display_name_normalized": self.name}
+        profile: dict[str, Any] = {
+            "real_name": self.real_name,
+            "display_name": self.name,
+            "real_name_normalized": self.real_name,
+            "display_name_normalized": self.name,
+        }
         if self.email:
             profile["email"] = self.email
         if self.is_bot:
             profile["bot_id"] = BOT_ID if self.id == BOT_USER else "B0OTHER"
-        return {"id": self.id, "team_id": TEAM_ID, "name": self.name, "real_name": self.real_name,
-                "deleted": self.deleted, "is_bot": self.is_bot, "is_app_user": False, "tz": "Europe/London",
-                "tz_offset": 0, "profile": profile}
+        return {
+            "id": self.id,
+            "team_id": TEAM_ID,
+            "name": self.name,
+            "real_name": self.real_name,
+            "deleted": self.deleted,
+            "is_bot": self.is_bot,
+            "is_app_user": False,
+            "tz": "Europe/London",
+            "tz_offset": 0,
+            "profile": profile,
+        }
 
 
 @dataclass
@@ -59,8 +72,16 @@ class Message:
         return copy.deepcopy(self)
 
     def as_api(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "message", "user": self.user, "bot_id": BOT_ID, "app_id": APP_ID,
-                               "team": TEAM_ID, "text": self.text, "ts": self.ts, "blocks": self.blocks}
+        out: dict[str, Any] = {
+            "type": "message",
+            "user": self.user,
+            "bot_id": BOT_ID,
+            "app_id": APP_ID,
+            "team": TEAM_ID,
+            "text": self.text,
+            "ts": self.ts,
+            "blocks": self.blocks,
+        }
         if self.thread_ts:
             out["thread_ts"] = self.thread_ts
         if self.metadata is not None:

@@ -14,8 +14,13 @@ ALICE, BOB, CAROL, REQ = Approver("UALICE", "Alice"), Approver("UBOB", "Bob"), A
 
 def make(**overrides: object) -> AccessRequest:
     args: dict[str, object] = dict(
-        id="AR-1", requester_id=REQ, resource="prod-db", justification="incident 42",
-        approvers=[ALICE, BOB], now=T0, policy=Policy(),
+        id="AR-1",
+        requester_id=REQ,
+        resource="prod-db",
+        justification="incident 42",
+        approvers=[ALICE, BOB],
+        now=T0,
+        policy=Policy(),
     )
     args.update(overrides)
     return AccessRequest.create(**args)  # type: ignore[arg-type]

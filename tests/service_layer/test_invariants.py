@@ -53,8 +53,13 @@ async def _play(db: Database, ops: list[tuple]) -> None:
         try:
             if name == "create":
                 requester, a, b = args
-                view = await services.create_request(uow=db.uow(), requester_id=requester, resource="db",
-                                                     justification="j", approvers=[Approver(a), Approver(b)])
+                view = await services.create_request(
+                    uow=db.uow(),
+                    requester_id=requester,
+                    resource="db",
+                    justification="j",
+                    approvers=[Approver(a), Approver(b)],
+                )
                 created.append(view.id)
                 assert requester not in (a, b) and a != b
             elif created:
@@ -65,8 +70,14 @@ async def _play(db: Database, ops: list[tuple]) -> None:
                 else:
                     verdict = Verdict.APPROVE if name == "approve" else Verdict.DENY
                     await services.decide(uow=db.uow(), request_id=rid, approver_id=who, verdict=verdict)
-        except (errors.InvalidRequest, errors.NotAnApprover, errors.DecisionConflict, errors.RequestClosed,
-                errors.NotRequester, errors.TooManyOpenRequests):
+        except (
+            errors.InvalidRequest,
+            errors.NotAnApprover,
+            errors.DecisionConflict,
+            errors.RequestClosed,
+            errors.NotRequester,
+            errors.TooManyOpenRequests,
+        ):
             pass
         for rid in created:
             now = await services.get(uow=db.uow(), request_id=rid)

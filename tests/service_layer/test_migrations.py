@@ -50,8 +50,10 @@ async def test_sqlite_connection_settings(tmp_path: object) -> None:
     db = Database(sqlite_url(f"{tmp_path}/s.db"))
     try:
         async with db.engine.connect() as conn:
-            pragmas = {p: (await conn.execute(text(f"PRAGMA {p}"))).scalar_one()
-                       for p in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")}
+            pragmas = {
+                p: (await conn.execute(text(f"PRAGMA {p}"))).scalar_one()
+                for p in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+            }
         assert pragmas == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 30000, "foreign_keys": 1}
     finally:
         await db.dispose()

@@ -19,8 +19,7 @@ ALICE, BOB = Approver("UALICE"), Approver("UBOB")
 N = 50
 
 
-async def _decide(db: Database, request_id: str, approver: str, verdict: Verdict,
-                  seen: list[events.Event]) -> str:
+async def _decide(db: Database, request_id: str, approver: str, verdict: Verdict, seen: list[events.Event]) -> str:
     uow: AbstractUnitOfWork = db.uow()
     try:
         result = await services.decide(uow=uow, request_id=request_id, approver_id=approver, verdict=verdict)
@@ -32,9 +31,18 @@ async def _decide(db: Database, request_id: str, approver: str, verdict: Verdict
 
 
 async def _create(db: Database, n: int) -> list[str]:
-    return [(await services.create_request(uow=db.uow(), requester_id=f"UREQ{i % 7}", resource=f"db-{i}",
-                                           justification="race", approvers=[ALICE, BOB])).id
-            for i in range(n)]
+    return [
+        (
+            await services.create_request(
+                uow=db.uow(),
+                requester_id=f"UREQ{i % 7}",
+                resource=f"db-{i}",
+                justification="race",
+                approvers=[ALICE, BOB],
+            )
+        ).id
+        for i in range(n)
+    ]
 
 
 async def test_simultaneous_double_approvals_from_two_replicas(db: Database) -> None:
@@ -42,19 +50,22 @@ async def test_simultaneous_double_approvals_from_two_replicas(db: Database) -> 
     try:
         ids = await _create(db, N)
         seen: list[events.Event] = []
-        clicks = [(rid, who, replica) for rid in ids for who in ("UALICE", "UBOB")
-                  for replica in (replica_a, replica_b)]
+        clicks = [
+            (rid, who, replica) for rid in ids for who in ("UALICE", "UBOB") for replica in (replica_a, replica_b)
+        ]
         random.Random(7).shuffle(clicks)
         outcomes = await asyncio.gather(*(_decide(rep, rid, who, Verdict.APPROVE, seen) for rid, who, rep in clicks))
         assert Counter(outcomes) == {"RECORDED": 2 * N, "ALREADY_RECORDED": 2 * N}
         page = await services.list_requests(uow=db.uow(), per_page=100)
         assert {r.status for r in page.items} == {Status.APPROVED} and page.total == N
         async with db.engine.connect() as conn:
-            per_request = (await conn.execute(
-                select(DecisionRow.request_id, func.count()).group_by(DecisionRow.request_id))).all()
+            per_request = (
+                await conn.execute(select(DecisionRow.request_id, func.count()).group_by(DecisionRow.request_id))
+            ).all()
         assert sorted(n for _, n in per_request) == [2] * N
-        became_approved = Counter(e.request_id for e in seen
-                                  if isinstance(e, events.StatusChanged) and e.new is Status.APPROVED)
+        became_approved = Counter(
+            e.request_id for e in seen if isinstance(e, events.StatusChanged) and e.new is Status.APPROVED
+        )
         assert became_approved == Counter({rid: 1 for rid in ids})
         assert sum(isinstance(e, events.DecisionRecorded) for e in seen) == 2 * N
     finally:
@@ -69,8 +80,11 @@ async def test_approve_against_deny_ends_in_exactly_one_terminal_state(db: Datab
         seen: list[events.Event] = []
         clicks = []
         for i, rid in enumerate(ids):
-            clicks += [(rid, "UALICE", Verdict.APPROVE, replica_a), (rid, "UBOB", Verdict.APPROVE, replica_b),
-                       (rid, "UBOB" if i % 2 else "UALICE", Verdict.DENY, replica_b if i % 2 else replica_a)]
+            clicks += [
+                (rid, "UALICE", Verdict.APPROVE, replica_a),
+                (rid, "UBOB", Verdict.APPROVE, replica_b),
+                (rid, "UBOB" if i % 2 else "UALICE", Verdict.DENY, replica_b if i % 2 else replica_a),
+            ]
         random.Random(11).shuffle(clicks)
         await asyncio.gather(*(_decide(rep, rid, who, v, seen) for rid, who, v, rep in clicks))
         terminal = Counter(e.request_id for e in seen if isinstance(e, events.StatusChanged))

@@ -12,7 +12,11 @@ from bot.domain.model import DecisionOutcome
 from bot.domain.values import Approver, Policy, Status
 from bot.service_layer import services
 
-ALICE, BOB, CAROL = Approver("UALICE", "Alice", "alice@example.com"), Approver("UBOB", "Bob"), Approver("UCAROL")
+ALICE, BOB, CAROL = (
+    Approver("UALICE", "Alice", "alice@example.com"),
+    Approver("UBOB", "Bob"),
+    Approver("UCAROL"),
+)
 
 
 async def new(db: Database, requester: str = "UREQ", **kw: object) -> services.RequestView:
@@ -49,7 +53,12 @@ async def test_two_approvals_approve_with_audit(db: Database) -> None:
     assert second.became is Status.APPROVED
     assert "now approved" in second.message
     assert (await services.get(uow=db.uow(), request_id=r.id)).status is Status.APPROVED
-    assert await audit(db, r.id) == ["request.created", "decision.approve", "decision.approve", "status.approved"]
+    assert await audit(db, r.id) == [
+        "request.created",
+        "decision.approve",
+        "decision.approve",
+        "status.approved",
+    ]
 
 
 async def test_deny_with_reason(db: Database) -> None:
@@ -70,8 +79,12 @@ async def test_repeat_is_no_op_and_change_of_mind_refused_and_audited(db: Databa
     with pytest.raises(errors.NotAnApprover):
         await services.approve(uow=db.uow(), request_id=r.id, approver_id=CAROL.user_id)
     assert (await services.get(uow=db.uow(), request_id=r.id)).status is Status.PENDING
-    assert await audit(db, r.id) == ["request.created", "decision.approve", "refused.decision.deny",
-                                     "refused.decision.approve"]
+    assert await audit(db, r.id) == [
+        "request.created",
+        "decision.approve",
+        "refused.decision.deny",
+        "refused.decision.approve",
+    ]
 
 
 async def test_unknown_request(db: Database) -> None:
@@ -124,8 +137,9 @@ async def test_exception_inside_a_unit_of_work_leaves_nothing(db: Database) -> N
     uow = db.uow()
     with pytest.raises(RuntimeError):
         async with uow:
-            await services.create_request(uow=uow, requester_id="UREQ", resource="db", justification="j",
-                                          approvers=[ALICE, BOB])
+            await services.create_request(
+                uow=uow, requester_id="UREQ", resource="db", justification="j", approvers=[ALICE, BOB]
+            )
             raise RuntimeError("boom")
     assert (await services.list_requests(uow=db.uow())).total == 0
 
@@ -136,8 +150,9 @@ async def test_second_services_failure_undoes_the_first(db: Database) -> None:
     with pytest.raises(errors.NotAnApprover):
         async with uow:
             await services.approve(uow=uow, request_id=r.id, approver_id=ALICE.user_id)
-            await services.create_request(uow=uow, requester_id="UREQ2", resource="db", justification="j",
-                                          approvers=[ALICE, BOB])
+            await services.create_request(
+                uow=uow, requester_id="UREQ2", resource="db", justification="j", approvers=[ALICE, BOB]
+            )
             await services.approve(uow=uow, request_id=r.id, approver_id=CAROL.user_id)  # refused
             await uow.commit()
     assert (await services.get(uow=db.uow(), request_id=r.id)).decisions == ()
@@ -156,7 +171,10 @@ async def test_services_in_one_unit_commit_together(db: Database) -> None:
         await uow.commit()
     assert (await services.get(uow=db.uow(), request_id=r.id)).status is Status.APPROVED
     assert [type(e).__name__ for e in uow.committed_events] == [
-        "DecisionRecorded", "DecisionRecorded", "StatusChanged"]
+        "DecisionRecorded",
+        "DecisionRecorded",
+        "StatusChanged",
+    ]
 
 
 async def test_expire_stale(db: Database) -> None:
@@ -168,11 +186,16 @@ async def test_expire_stale(db: Database) -> None:
     assert [e.id for e in expired] == [r.id] and expired[0].status is Status.EXPIRED
 
 
-async def test_audit_log_is_append_only_in_code() -> None:
+def test_audit_log_is_append_only_in_code() -> None:
     import pathlib
 
     source = "\n".join(p.read_text() for p in pathlib.Path("bot").rglob("*.py"))
     assert "AuditRow" in source
-    for forbidden in ("delete(AuditRow", "update(AuditRow", "AuditRow.__table__.delete", "AuditRow.__table__.update"):
+    for forbidden in (
+        "delete(AuditRow",
+        "update(AuditRow",
+        "AuditRow.__table__.delete",
+        "AuditRow.__table__.update",
+    ):
         assert forbidden not in source
     assert AuditRow.__tablename__ == "audit_log"

@@ -24,9 +24,14 @@ class World:
 
 def bot_settings(slack: FakeSlack, db_path: Path, *, socket: bool, **overrides: object) -> Settings:
     values: dict[str, object] = dict(
-        slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET,
-        slack_app_token=APP_TOKEN if socket else None, slack_api_url=slack.api_url, host="127.0.0.1", port=0,
-        database_url=sqlite_url(db_path), notify_channel="CNOTIFY",
+        slack_bot_token=BOT_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_app_token=APP_TOKEN if socket else None,
+        slack_api_url=slack.api_url,
+        host="127.0.0.1",
+        port=0,
+        database_url=sqlite_url(db_path),
+        notify_channel="CNOTIFY",
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -22,16 +22,36 @@ async def test_one_line_request_is_approved_by_both(world: World) -> None:
     assert "is sent to <@UALICE> and <@UBOB>" in confirmation
     request_id = confirmation.split("Request ")[1].split(" ")[0]
 
-    await eventually(lambda: len(slack.dms("UALICE")) == 1 and len(slack.dms("UBOB")) == 1
-                     and len(slack.channel_messages("CNOTIFY")) == 1)
+    await eventually(
+        lambda: (
+            len(slack.dms("UALICE")) == 1
+            and len(slack.dms("UBOB")) == 1
+            and len(slack.channel_messages("CNOTIFY")) == 1
+        )
+    )
     alice_dm = slack.dms("UALICE")[0]
     shown = text_of(alice_dm.text, alice_dm.blocks)
-    for expected in ("Access request " + request_id, "<@UREQ>", "prod-db", "4 hours", "Investigating incident 42",
-                     "<@UBOB>", "[Approve]", "[Deny]"):
+    for expected in (
+        "Access request " + request_id,
+        "<@UREQ>",
+        "prod-db",
+        "4 hours",
+        "Investigating incident 42",
+        "<@UBOB>",
+        "[Approve]",
+        "[Deny]",
+    ):
         assert expected in shown
-    assert alice_dm.metadata == {"event_type": "access_request", "event_payload": {
-        "request_id": request_id, "status": "PENDING", "resource": "prod-db", "requester": "UREQ",
-        "approvers": ["UALICE", "UBOB"]}}
+    assert alice_dm.metadata == {
+        "event_type": "access_request",
+        "event_payload": {
+            "request_id": request_id,
+            "status": "PENDING",
+            "resource": "prod-db",
+            "requester": "UREQ",
+            "approvers": ["UALICE", "UBOB"],
+        },
+    }
 
     await slack.click("UALICE", alice_dm, "approve_request")
     await eventually(lambda: "<@UALICE> approved" in dm_text(world, "UBOB"))
@@ -48,6 +68,8 @@ async def test_one_line_request_is_approved_by_both(world: World) -> None:
     channel = slack.channel_messages("CNOTIFY")[0]
     assert "*Approved*" in text_of(channel.text, channel.blocks)
     replies = slack.channel_messages("CNOTIFY", thread_ts=channel.ts)
-    assert [text_of(r.text, r.blocks) for r in replies] == [f"<@UALICE> approved {request_id}.",
-                                                          f"<@UBOB> approved {request_id}."]
+    assert [text_of(r.text, r.blocks) for r in replies] == [
+        f"<@UALICE> approved {request_id}.",
+        f"<@UBOB> approved {request_id}.",
+    ]
     assert slack.dms("UREQ")[0].metadata["event_payload"]["status"] == "APPROVED"  # type: ignore[index]

@@ -13,10 +13,21 @@ from tests.slack.test_surfaces import create
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT.parent / "shared" / "slack" / "manifest-schema" / "manifest.schema.1.0.0.json"
-SCOPE_OF = {"chat.postMessage": "chat:write", "chat.update": "chat:write", "chat.postEphemeral": "chat:write",
-            "chat.delete": "chat:write", "users.info": "users:read", "users.lookupByEmail": "users:read.email",
-            "conversations.open": "im:write", "views.open": None, "views.update": None, "views.push": None,
-            "views.publish": None, "auth.test": None, "apps.connections.open": None}
+SCOPE_OF = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "chat.delete": "chat:write",
+    "users.info": "users:read",
+    "users.lookupByEmail": "users:read.email",
+    "conversations.open": "im:write",
+    "views.open": None,
+    "views.update": None,
+    "views.push": None,
+    "views.publish": None,
+    "auth.test": None,
+    "apps.connections.open": None,
+}
 
 
 def manifest() -> dict:  # type: ignore[type-arg]

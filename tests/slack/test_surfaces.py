@@ -32,20 +32,28 @@ async def test_modal_request_with_inline_errors_then_success(world: World) -> No
     [form] = slack.open_views("UREQ")
     assert form["title"]["text"] == "Request access"
 
-    bad = {"resource": "prod-db", "approver_1": "UREQ", "approver_2": "UBOB", "justification": "incident",
-           "duration": "soon"}
+    bad = {
+        "resource": "prod-db",
+        "approver_1": "UREQ",
+        "approver_2": "UBOB",
+        "justification": "incident",
+        "duration": "soon",
+    }
     reply = await slack.submit("UREQ", form, bad)
-    assert reply.body == {"response_action": "errors",
-                          "errors": {"duration": "Write a duration like 30m, 4h or 2d."}}
+    assert reply.body == {
+        "response_action": "errors",
+        "errors": {"duration": "Write a duration like 30m, 4h or 2d."},
+    }
     reply = await slack.submit("UREQ", form, {**bad, "duration": "2d"})
-    assert reply.body == {"response_action": "errors", "errors": {
-        "approver_1": "You cannot approve your own request: name two other people."}}
+    assert reply.body == {
+        "response_action": "errors",
+        "errors": {"approver_1": "You cannot approve your own request: name two other people."},
+    }
     reply = await slack.submit("UREQ", form, {**bad, "duration": "2d", "approver_1": "UOTHERBOT"})
     assert reply.body["errors"] == {"approver_1": "<@UOTHERBOT> is an app, not a person: approvers must be people."}  # type: ignore[index]
     reply = await slack.submit("UREQ", form, {**bad, "duration": "2d", "approver_1": "UGONE"})
     assert reply.body["errors"] == {"approver_1": "<@UGONE>'s account is deactivated: choose someone else."}  # type: ignore[index]
-    reply = await slack.submit("UREQ", form, {**bad, "duration": "2d", "approver_1": "UALICE",
-                                             "justification": "   "})
+    reply = await slack.submit("UREQ", form, {**bad, "duration": "2d", "approver_1": "UALICE", "justification": "   "})
     assert "justification" in reply.body["errors"]  # type: ignore[index]
     assert slack.open_views("UREQ"), "the form stays open while it has errors"
 
@@ -119,9 +127,13 @@ async def test_list_paginates_and_open_requests_are_limited(world: World) -> Non
     slack = world.slack
     ids = []
     for i in range(10):
-        view = await services.create_request(uow=world.bot.db.uow(), requester_id="UDAN", resource=f"db-{i}",
-                                             justification="j", approvers=[services.Approver("UALICE"),
-                                                                           services.Approver("UBOB")])
+        view = await services.create_request(
+            uow=world.bot.db.uow(),
+            requester_id="UDAN",
+            resource=f"db-{i}",
+            justification="j",
+            approvers=[services.Approver("UALICE"), services.Approver("UBOB")],
+        )
         ids.append(view.id)
     await slack.slash("UDAN", REQUEST)
     assert "You already have 10 open requests (the limit is 10)" in slack.last_ephemeral("UDAN")

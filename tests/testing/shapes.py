@@ -45,8 +45,12 @@ def mismatches(value: Any, shape: Any, path: str = "") -> list[str]:
             return [f"{path}: {type(value).__name__}, Slack sends an array"]
         element = _merged(shape)
         return [p for i, item in enumerate(value) for p in mismatches(item, element, f"{path}[{i}]")]
-    if type(shape) is not type(value) and not (isinstance(shape, int | float) and isinstance(value, int | float)
-                                               and not isinstance(value, bool) and not isinstance(shape, bool)):
+    if type(shape) is not type(value) and not (
+        isinstance(shape, int | float)
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and not isinstance(shape, bool)
+    ):
         return [f"{path}: {type(value).__name__}, Slack sends {type(shape).__name__}"]
     return []
 

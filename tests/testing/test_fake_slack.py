@@ -36,8 +36,10 @@ async def error_of(call: Any) -> str:
 
 
 async def raw(slack: FakeSlack, method: str, **kwargs: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
-    async with aiohttp.ClientSession() as http, http.request(kwargs.pop("verb", "POST"),
-                                                             f"{slack.api_url}{method}", **kwargs) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(kwargs.pop("verb", "POST"), f"{slack.api_url}{method}", **kwargs) as r,
+    ):
         return r.status, await r.json(), dict(r.headers)
 
 
@@ -98,26 +100,64 @@ async def test_messages_channels_threads(slack: FakeSlack) -> None:
     assert slack.last_ephemeral("UALICE") == "psst"
 
 
-@pytest.mark.parametrize(("kwargs", "error", "says"), [
-    ({"text": ""}, "no_text", None),
-    ({"text": "x" * 40_001}, "msg_too_long", None),
-    ({"blocks": [SECTION] * 51}, "invalid_blocks", "no more than 50 items"),
-    ({"blocks": [{"type": "section", "fields": [{"type": "mrkdwn", "text": "f" * 2001}]}]}, "invalid_blocks",
-     "must be less than 2001 characters"),
-    ({"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "s" * 3001}}]}, "invalid_blocks",
-     "cannot exceed 3000"),
-    ({"blocks": [{"type": "header", "text": {"type": "mrkdwn", "text": "h"}}]}, "invalid_blocks",
-     "must be plain_text"),
-    ({"blocks": [{"type": "actions", "elements": [
-        {"type": "button", "text": {"type": "plain_text", "text": "a"}, "action_id": "same"},
-        {"type": "button", "text": {"type": "plain_text", "text": "b"}, "action_id": "same"}]}]},
-     "invalid_blocks", "duplicate action_id"),
-    ({"blocks": [{"type": "carousel"}]}, "invalid_blocks", "elements"),
-    ({"blocks": [{"type": "bogus_block"}]}, "invalid_blocks", "unsupported type"),
-    ({"blocks": [{**SECTION, "block_id": "a"}, {**SECTION, "block_id": "a"}]}, "invalid_blocks",
-     "duplicate block_id"),
-    ({"text": "x", "metadata": {"event_type": "access_request"}}, "invalid_metadata_format", "event_payload"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "says"),
+    [
+        ({"text": ""}, "no_text", None),
+        ({"text": "x" * 40_001}, "msg_too_long", None),
+        ({"blocks": [SECTION] * 51}, "invalid_blocks", "no more than 50 items"),
+        (
+            {"blocks": [{"type": "section", "fields": [{"type": "mrkdwn", "text": "f" * 2001}]}]},
+            "invalid_blocks",
+            "must be less than 2001 characters",
+        ),
+        (
+            {"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "s" * 3001}}]},
+            "invalid_blocks",
+            "cannot exceed 3000",
+        ),
+        (
+            {"blocks": [{"type": "header", "text": {"type": "mrkdwn", "text": "h"}}]},
+            "invalid_blocks",
+            "must be plain_text",
+        ),
+        (
+            {
+                "blocks": [
+                    {
+                        "type": "actions",
+                        "elements": [
+                            {
+                                "type": "button",
+                                "text": {"type": "plain_text", "text": "a"},
+                                "action_id": "same",
+                            },
+                            {
+                                "type": "button",
+                                "text": {"type": "plain_text", "text": "b"},
+                                "action_id": "same",
+                            },
+                        ],
+                    }
+                ]
+            },
+            "invalid_blocks",
+            "duplicate action_id",
+        ),
+        ({"blocks": [{"type": "carousel"}]}, "invalid_blocks", "elements"),
+        ({"blocks": [{"type": "bogus_block"}]}, "invalid_blocks", "unsupported type"),
+        (
+            {"blocks": [{**SECTION, "block_id": "a"}, {**SECTION, "block_id": "a"}]},
+            "invalid_blocks",
+            "duplicate block_id",
+        ),
+        (
+            {"text": "x", "metadata": {"event_type": "access_request"}},
+            "invalid_metadata_format",
+            "event_payload",
+        ),
+    ],
+)
 async def test_slack_limits(slack: FakeSlack, kwargs: dict[str, Any], error: str, says: str | None) -> None:
     with pytest.raises(SlackApiError) as failed:
         await client(slack).chat_postMessage(channel="CNOTIFY", **kwargs)
@@ -140,8 +180,18 @@ async def test_views_limits_and_triggers(slack: FakeSlack) -> None:
         (modal(title={"type": "plain_text", "text": "t" * 25}), "less than 25 characters"),
         (modal(private_metadata="p" * 3001), "less than 3001 characters"),
         (modal(blocks=[SECTION] * 101), "no more than 100 items"),
-        (modal(blocks=[{"type": "input", "label": {"type": "plain_text", "text": "x"},
-                        "element": {"type": "plain_text_input", "action_id": "v"}}]), "submit is required"),
+        (
+            modal(
+                blocks=[
+                    {
+                        "type": "input",
+                        "label": {"type": "plain_text", "text": "x"},
+                        "element": {"type": "plain_text_input", "action_id": "v"},
+                    }
+                ]
+            ),
+            "submit is required",
+        ),
     ]:
         with pytest.raises(SlackApiError) as failed:
             await c.views_open(trigger_id=trigger, view=bad)
@@ -155,19 +205,27 @@ async def test_views_limits_and_triggers(slack: FakeSlack) -> None:
     slack.triggers[old] = (user, time.monotonic() - 3.5, used)
     assert await error_of(c.views_open(trigger_id=old, view=modal())) == "expired_trigger_id"
     assert await error_of(c.views_open(trigger_id="made-up", view=modal())) == "invalid_trigger_id"
-    updated = await c.views_update(view_id=opened["view"]["id"], view=modal(title={"type": "plain_text",
-                                                                                 "text": "Next"}))
+    updated = await c.views_update(
+        view_id=opened["view"]["id"], view=modal(title={"type": "plain_text", "text": "Next"})
+    )
     assert updated["view"]["title"]["text"] == "Next"
     assert await error_of(c.views_update(view_id="VNOPE", view=modal())) == "not_found"
     home = await c.views_publish(user_id="UBOB", view={"type": "home", "blocks": [SECTION]})
     assert slack.home("UBOB")["id"] == home["view"]["id"]  # type: ignore[index]
-    assert await error_of(c.views_publish(user_id="UBOB", view={"type": "home", "blocks": [SECTION] * 101})) == \
-        "invalid_arguments"
+    assert (
+        await error_of(c.views_publish(user_id="UBOB", view={"type": "home", "blocks": [SECTION] * 101}))
+        == "invalid_arguments"
+    )
 
 
 async def test_fault_injection(slack: FakeSlack) -> None:
-    slack.inject("auth.test", Fault.http(503), Fault.rate_limited(7), Fault.slack_error("team_not_found"),
-                 Fault.latency(0.3))
+    slack.inject(
+        "auth.test",
+        Fault.http(503),
+        Fault.rate_limited(7),
+        Fault.slack_error("team_not_found"),
+        Fault.latency(0.3),
+    )
     status, _, _ = await raw(slack, "auth.test", data={"token": BOT_TOKEN})
     assert status == 503
     status, body, headers = await raw(slack, "auth.test", data={"token": BOT_TOKEN})
@@ -182,14 +240,16 @@ async def test_fault_injection(slack: FakeSlack) -> None:
 async def test_response_url_records_posts(slack: FakeSlack) -> None:
     url = slack.new_response_url("UALICE", "CGENERAL")
     async with aiohttp.ClientSession() as http:
-        async with http.post(url, json={"text": "only you", "response_type": "ephemeral",
-                                        "replace_original": False}) as r:
+        async with http.post(
+            url, json={"text": "only you", "response_type": "ephemeral", "replace_original": False}
+        ) as r:
             assert r.status == 200
         async with http.post(slack.base_url + "/response/unknown", json={"text": "x"}) as r:
             assert r.status == 404
     assert slack.last_ephemeral("UALICE") == "only you"
-    assert slack.calls_to("response_url") == [{"text": "only you", "response_type": "ephemeral",
-                                               "replace_original": False}]
+    assert slack.calls_to("response_url") == [
+        {"text": "only you", "response_type": "ephemeral", "replace_original": False}
+    ]
 
 
 async def test_socket_mode_hello_envelopes_acks_disconnect(slack: FakeSlack) -> None:

@@ -11,7 +11,6 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -34,9 +33,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_access_requests")),
     )
     with op.batch_alter_table("access_requests", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_access_requests_requester_created", ["requester_id", "created_at"], unique=False
-        )
+        batch_op.create_index("ix_access_requests_requester_created", ["requester_id", "created_at"], unique=False)
         batch_op.create_index("ix_access_requests_status_created", ["status", "created_at"], unique=False)
 
     op.create_table(

@@ -21,8 +21,7 @@ from bot.slack.home import from_home, publish_home, tell
 
 def register(app: AsyncApp, deps: Deps) -> None:
     @guarded
-    async def on_approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient,
-                         respond: AsyncRespond) -> None:
+    async def on_approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
         user, request_id = body["user"]["id"], body["actions"][0]["value"]
         try:
             result = await services.approve(uow=deps.uow(), request_id=request_id, approver_id=user)
@@ -43,8 +42,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         user, request_id = body["user"]["id"], body["actions"][0]["value"]
         try:
-            view = await services.check_decision(uow=deps.uow(), request_id=request_id, approver_id=user,
-                                                 verdict=Verdict.DENY)
+            view = await services.check_decision(
+                uow=deps.uow(), request_id=request_id, approver_id=user, verdict=Verdict.DENY
+            )
         except DomainError as refused:
             await tell(body, client, respond, deps, f":warning: {refused.message}")
             return
@@ -52,8 +52,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await client.views_open(trigger_id=body["trigger_id"], view=forms.deny_modal(view, origin))
 
     @guarded
-    async def on_cancel(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient,
-                        respond: AsyncRespond) -> None:
+    async def on_cancel(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
         user, request_id = body["user"]["id"], body["actions"][0]["value"]
         try:
             await services.cancel(uow=deps.uow(), request_id=request_id, user_id=user)

@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.domain.errors import DomainError
 from bot.domain.values import Status
 from bot.service_layer import services
-from bot.service_layer.results import RequestView
+from bot.service_layer.results import Page, RequestView
 from bot.slack import blocks as b
 from bot.slack import forms
 from bot.slack import parser as p
@@ -26,8 +26,7 @@ STATUSES = {s.value.lower(): s for s in Status}
 
 def register(app: AsyncApp, deps: Deps) -> None:
     @guarded
-    async def on_command(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient,
-                         respond: AsyncRespond) -> None:
+    async def on_command(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
         user = command["user_id"]
         parsed = p.parse(command.get("text", ""), approvers=deps.policy.approvers)
         try:
@@ -58,15 +57,28 @@ def register(app: AsyncApp, deps: Deps) -> None:
     app.command(COMMAND)(on_command)
 
 
-async def _create(deps: Deps, parsed: p.Create, command: dict[str, Any], client: AsyncWebClient, ack: AsyncAck,
-                  respond: AsyncRespond) -> None:
+async def _create(
+    deps: Deps,
+    parsed: p.Create,
+    command: dict[str, Any],
+    client: AsyncWebClient,
+    ack: AsyncAck,
+    respond: AsyncRespond,
+) -> None:
     async def store() -> RequestView:
-        approvers = await resolve_approvers(client, parsed.approver_ids, requester_id=command["user_id"],
-                                            required=deps.policy.approvers)
+        approvers = await resolve_approvers(
+            client, parsed.approver_ids, requester_id=command["user_id"], required=deps.policy.approvers
+        )
         return await services.create_request(
-            uow=deps.uow(), requester_id=command["user_id"], requester_name=command.get("user_name", ""),
-            resource=parsed.resource, justification=parsed.justification, approvers=approvers,
-            duration_minutes=parsed.duration_minutes, policy=deps.policy)
+            uow=deps.uow(),
+            requester_id=command["user_id"],
+            requester_name=command.get("user_name", ""),
+            resource=parsed.resource,
+            justification=parsed.justification,
+            approvers=approvers,
+            duration_minutes=parsed.duration_minutes,
+            policy=deps.policy,
+        )
 
     task = asyncio.ensure_future(store())
     try:
@@ -78,9 +90,17 @@ async def _create(deps: Deps, parsed: p.Create, command: dict[str, Any], client:
         await respond(**reply(b.confirmation(view)), response_type="ephemeral", replace_original=False)
     problems = await deps.notifier.request_created(view)
     if problems:
-        await respond(**reply(b.notice(":warning: Your request is stored, but " + " ".join(problems)
-                                       + " Ask them to look at their App Home.")),
-                      response_type="ephemeral", replace_original=False)
+        await respond(
+            **reply(
+                b.notice(
+                    ":warning: Your request is stored, but "
+                    + " ".join(problems)
+                    + " Ask them to look at their App Home."
+                )
+            ),
+            response_type="ephemeral",
+            replace_original=False,
+        )
 
 
 async def _visible(deps: Deps, user: str, request_id: str) -> RequestView:
@@ -95,8 +115,8 @@ async def _list(deps: Deps, user: str, which: str, page: int) -> tuple[str, list
     if which == "todo":
         todo = await services.pending_for_approver(uow=uow(), approver_id=user, limit=100)
         per = 10
-        chunk = tuple(todo[(page - 1) * per: page * per])
-        result = services.Page(chunk, len(todo), page, per)
+        chunk = tuple(todo[(page - 1) * per : page * per])
+        result = Page(chunk, len(todo), page, per)
         return b.request_list("Awaiting your decision", result, "list todo")
     if which == "mine":
         result = await services.list_requests(uow=uow(), requester_id=user, page=page)

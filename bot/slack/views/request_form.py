@@ -13,8 +13,8 @@ from bot.service_layer import services
 from bot.service_layer.results import RequestView
 from bot.slack import blocks as b
 from bot.slack import forms
-from bot.slack.common import guarded
 from bot.slack.commands.access_request import ACK_BUDGET
+from bot.slack.common import guarded
 from bot.slack.deps import Deps
 from bot.slack.directory import resolve_approvers
 from bot.slack.parser import parse_duration
@@ -27,7 +27,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         values = view["state"]["values"]
 
         def entered(block: str) -> Any:
-            element = next(iter((values.get(block) or {}).values()), {})
+            element: dict[str, Any] = next(iter((values.get(block) or {}).values()), {})
             return element.get("value") or element.get("selected_user")
 
         approver_ids = [entered(f"approver_{i}") for i in range(1, deps.policy.approvers + 1)]
@@ -41,12 +41,17 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
 
         async def store() -> RequestView:
-            approvers = await resolve_approvers(client, approver_ids, requester_id=user,
-                                                required=deps.policy.approvers)
+            approvers = await resolve_approvers(client, approver_ids, requester_id=user, required=deps.policy.approvers)
             return await services.create_request(
-                uow=deps.uow(), requester_id=user, requester_name=body["user"].get("name", ""),
-                resource=entered("resource") or "", justification=entered("justification") or "",
-                approvers=approvers, duration_minutes=duration, policy=deps.policy)
+                uow=deps.uow(),
+                requester_id=user,
+                requester_name=body["user"].get("name", ""),
+                resource=entered("resource") or "",
+                justification=entered("justification") or "",
+                approvers=approvers,
+                duration_minutes=duration,
+                policy=deps.policy,
+            )
 
         task = asyncio.ensure_future(store())
         try:
