@@ -8,11 +8,11 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft7Validator
 
+from tests.reference import slack_reference
 from tests.slack.conftest import World, eventually
 from tests.slack.test_surfaces import create
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT.parent / "shared" / "slack" / "manifest-schema" / "manifest.schema.1.0.0.json"
 SCOPE_OF = {
     "chat.postMessage": "chat:write",
     "chat.update": "chat:write",
@@ -35,7 +35,8 @@ def manifest() -> dict:  # type: ignore[type-arg]
 
 
 def test_manifest_is_valid_against_slacks_schema() -> None:
-    errors = list(Draft7Validator(json.loads(SCHEMA.read_text())).iter_errors(manifest()))
+    schema = slack_reference("manifest-schema", "manifest.schema.1.0.0.json")
+    errors = list(Draft7Validator(json.loads(schema.read_text())).iter_errors(manifest()))
     assert errors == [], [e.message for e in errors]
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "slack" / "samples"
+from tests.reference import slack_reference
+
 FREE_FORM = {"blocks", "event_payload", "values", "response_metadata"}  # checked elsewhere, or free-form
 
 
 def sample(kind: str, name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((SAMPLES / kind / f"{name}.json").read_text())
+    loaded: dict[str, Any] = json.loads(slack_reference("samples", kind, f"{name}.json").read_text())
     return loaded
 
 
