@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,10 +18,11 @@ class Database:
         self.engine: AsyncEngine = create_engine(url)
         self.session_factory = create_session_factory(self.engine)
         self._write_lock = asyncio.Lock() if is_sqlite(url) else None
+        self.after_commit: Callable[[], None] | None = None  # e.g. wake the outbox dispatcher
 
     def uow(self) -> SqlUnitOfWork:
         """A new Unit of Work; pass this method where a UoW factory is wanted."""
-        return SqlUnitOfWork(self.session_factory, self._write_lock)
+        return SqlUnitOfWork(self.session_factory, self._write_lock, self.after_commit)
 
     async def upgrade(self) -> None:
         await migrate.upgrade(self.engine)

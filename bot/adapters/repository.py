@@ -42,8 +42,8 @@ class AbstractRequestRepository(abc.ABC):
     def __init__(self) -> None:
         self.seen: dict[str, AccessRequest] = {}
 
-    async def add(self, request: AccessRequest) -> None:
-        await self._add(request)
+    async def add(self, request: AccessRequest, *, idempotency_key: str | None = None) -> None:
+        await self._add(request, idempotency_key)
         self.seen[request.id] = request
 
     async def get(self, request_id: str, *, for_update: bool = False) -> AccessRequest | None:
@@ -56,7 +56,10 @@ class AbstractRequestRepository(abc.ABC):
         return request
 
     @abc.abstractmethod
-    async def _add(self, request: AccessRequest) -> None: ...
+    async def _add(self, request: AccessRequest, idempotency_key: str | None) -> None: ...
+
+    @abc.abstractmethod
+    async def by_idempotency_key(self, key: str) -> AccessRequest | None: ...
 
     @abc.abstractmethod
     async def _get(self, request_id: str, *, for_update: bool) -> AccessRequest | None: ...
@@ -81,9 +84,10 @@ class SqlRequestRepository(AbstractRequestRepository):
         self.session = session
         self._loaded: dict[str, tuple[Status, int]] = {}
 
-    async def _add(self, request: AccessRequest) -> None:
+    async def _add(self, request: AccessRequest, idempotency_key: str | None) -> None:
         self.session.add(
             AccessRequestRow(
+                idempotency_key=idempotency_key,
                 id=request.id,
                 requester_id=request.requester_id,
                 requester_name=request.requester_name,
@@ -109,6 +113,11 @@ class SqlRequestRepository(AbstractRequestRepository):
         )
         await self.session.flush()
         self._loaded[request.id] = (request.status, len(request.decisions))
+
+    async def by_idempotency_key(self, key: str) -> AccessRequest | None:
+        query = select(AccessRequestRow).where(AccessRequestRow.idempotency_key == key)
+        row = (await self.session.execute(query)).scalar_one_or_none()
+        return None if row is None else (await self._hydrate([row]))[0]
 
     async def _get(self, request_id: str, *, for_update: bool) -> AccessRequest | None:
         query = select(AccessRequestRow).where(AccessRequestRow.id == request_id)

@@ -38,6 +38,8 @@ class AccessRequestRow(SQLModel, table=True):
     status: str = Field(max_length=16)
     created_at: datetime = Field(sa_type=UTC_TIMESTAMP)
     updated_at: datetime = Field(sa_type=UTC_TIMESTAMP)
+    # Set when the same submission may arrive twice (a modal's view id): the second finds the first.
+    idempotency_key: str | None = Field(default=None, max_length=64, unique=True)
 
 
 class ApproverRow(SQLModel, table=True):
@@ -99,3 +101,30 @@ class ProcessedEventRow(SQLModel, table=True):
 
     event_id: str = Field(primary_key=True, max_length=64)
     received_at: datetime = Field(sa_type=UTC_TIMESTAMP)
+
+
+class OutboxRow(SQLModel, table=True):
+    """A Slack side effect owed, written in the same transaction as the change that owes it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.Index("ix_outbox_due", "status", "next_attempt_at"),
+        sa.Index("ix_outbox_target", "request_id", "target", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=160, unique=True)
+    request_id: str = Field(max_length=16)
+    target: str = Field(max_length=64)  # messages to one target are delivered in order
+    action: str = Field(max_length=32)
+    subject: str | None = Field(default=None, max_length=64)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    claims: int = 0
+    next_attempt_at: datetime = Field(sa_type=UTC_TIMESTAMP)
+    lease_until: datetime | None = Field(default=None, sa_type=UTC_TIMESTAMP)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    last_error: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(sa_type=UTC_TIMESTAMP)
+    finished_at: datetime | None = Field(default=None, sa_type=UTC_TIMESTAMP)

@@ -9,10 +9,12 @@ from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
+from bot.adapters.outbox import DEAD, DONE, FAILED, SKIPPED, Claimed
 from bot.adapters.repository import ConcurrentUpdate, RequestFilter
 from bot.domain import errors
 from bot.domain.model import AccessRequest, DecisionOutcome
 from bot.domain.values import Approver, Policy, Status, Verdict
+from bot.service_layer import notices
 from bot.service_layer.results import DecisionResult, Page, RequestView
 from bot.service_layer.unit_of_work import AbstractUnitOfWork
 
@@ -39,7 +41,11 @@ async def create_request(
     requester_name: str = "",
     duration_minutes: int | None = None,
     policy: Policy | None = None,
+    idempotency_key: str | None = None,
+    confirm_by_message: bool = False,
 ) -> RequestView:
+    """Store a new request and queue its notices. With ``idempotency_key`` (e.g. a modal's view id), a second
+    submission of the same thing returns the first request instead of making another."""
     policy = policy or Policy()
     now = utcnow()
     request = AccessRequest.create(
@@ -54,13 +60,19 @@ async def create_request(
         policy=policy,
     )
     async with uow:
+        if idempotency_key is not None:
+            earlier = await uow.requests.by_idempotency_key(idempotency_key)
+            if earlier is not None:
+                return RequestView.of(earlier)
         open_now = await uow.requests.count(RequestFilter(Status.PENDING, requester_id=requester_id))
         if open_now >= policy.max_open_per_requester:
             raise errors.TooManyOpenRequests(
                 f"You already have {open_now} open requests (the limit is {policy.max_open_per_requester}). "
                 "Cancel one with `/access-request cancel <id>` or wait for a decision."
             )
-        await uow.requests.add(request)
+        await uow.requests.add(request, idempotency_key=idempotency_key)
+        if confirm_by_message:
+            await uow.queue(notices.confirmation(request.id))
         await uow.audit.record(
             action="request.created",
             actor_id=requester_id,
@@ -303,3 +315,91 @@ async def _audited(
                 )
                 await uow.commit()
         raise
+
+
+# -- the outbox ----------------------------------------------------------------------------------------------
+
+
+async def claim_notices(*, uow: AbstractUnitOfWork, by: str, lease: timedelta, limit: int = 20) -> list[Claimed]:
+    """Notices due now, each the earliest undelivered one of its target, leased to dispatcher ``by``."""
+    async with uow:
+        claimed = await uow.outbox.claim(by=by, now=utcnow(), lease=lease, limit=limit)
+        await uow.commit()
+    return claimed
+
+
+async def notice_delivered(
+    *,
+    uow: AbstractUnitOfWork,
+    notice: Claimed,
+    purpose: str | None = None,
+    channel_id: str | None = None,
+    ts: str | None = None,
+) -> None:
+    """Mark a notice delivered; a posted message's place is recorded in the same transaction."""
+    async with uow:
+        if purpose and channel_id and ts:
+            await uow.messages.record(
+                request_id=notice.request_id, purpose=purpose, channel_id=channel_id, ts=ts, at=utcnow()
+            )
+        await uow.outbox.finish(notice.id, status=DONE, at=utcnow())
+        await uow.commit()
+
+
+async def notice_skipped(*, uow: AbstractUnitOfWork, notice: Claimed, why: str) -> None:
+    async with uow:
+        await uow.outbox.finish(notice.id, status=SKIPPED, at=utcnow(), error=why[:255])
+        await uow.commit()
+
+
+async def notice_retry(
+    *, uow: AbstractUnitOfWork, notice: Claimed, error: str, delay: timedelta, max_attempts: int
+) -> bool:
+    """Try again after ``delay``; after ``max_attempts`` the notice is a dead letter (returns False)."""
+    async with uow:
+        attempts = await uow.outbox.reschedule(notice.id, at=utcnow() + delay, error=error)
+        if attempts >= max_attempts:
+            await uow.outbox.finish(notice.id, status=DEAD, at=utcnow(), error=error[:255])
+        await uow.commit()
+    return attempts < max_attempts
+
+
+async def notice_failed(
+    *, uow: AbstractUnitOfWork, notice: Claimed, error: str, tell_requester: str | None = None
+) -> None:
+    """A permanent failure: recorded, not retried; the requester is told when ``tell_requester`` is given."""
+    async with uow:
+        await uow.outbox.finish(notice.id, status=FAILED, at=utcnow(), error=error[:255])
+        if tell_requester:
+            await uow.queue(notices.problem(notice.request_id, notice.target, tell_requester))
+        await uow.audit.record(
+            action="notice.failed",
+            actor_id=None,
+            request_id=notice.request_id,
+            at=utcnow(),
+            details={"notice": notice.dedupe_key, "error": error},
+        )
+        await uow.commit()
+
+
+async def release_leases(*, uow: AbstractUnitOfWork) -> int:
+    """Free every lease (the one dispatcher of a SQLite database, starting after a crash)."""
+    async with uow:
+        released = await uow.outbox.release_leases()
+        await uow.commit()
+    return released
+
+
+async def outbox_entries(
+    *, uow: AbstractUnitOfWork, statuses: tuple[str, ...] = (DEAD, FAILED), limit: int = 100
+) -> list[Claimed]:
+    async with uow:
+        return await uow.outbox.find(statuses=statuses, limit=limit)
+
+
+async def retry_outbox(*, uow: AbstractUnitOfWork, notice_ids: list[int] | None = None) -> int:
+    """Queue dead or failed notices again (all of them when ``notice_ids`` is None)."""
+    async with uow:
+        count = await uow.outbox.requeue(notice_ids, at=utcnow())
+        await uow.commit()
+    return count

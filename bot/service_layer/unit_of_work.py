@@ -9,11 +9,13 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.adapters.outbox import AbstractOutbox, SqlOutbox
 from bot.adapters.repository import (
     AbstractAuditLog,
     AbstractDeliveryLog,
@@ -25,6 +27,7 @@ from bot.adapters.repository import (
     SqlRequestRepository,
 )
 from bot.domain.events import Event
+from bot.service_layer import notices
 
 
 class AbstractUnitOfWork(abc.ABC):
@@ -32,16 +35,19 @@ class AbstractUnitOfWork(abc.ABC):
     audit: AbstractAuditLog
     messages: AbstractMessageLog
     deliveries: AbstractDeliveryLog
+    outbox: AbstractOutbox
 
-    def __init__(self) -> None:
+    def __init__(self, after_commit: Callable[[], None] | None = None) -> None:
         self._depth = 0
         self._committed = False
         self.committed_events: list[Event] = []
+        self._after_commit = after_commit
+        self._queued = False
 
     async def __aenter__(self) -> Self:
         self._depth += 1
         if self._depth == 1:
-            self._committed = False
+            self._committed = self._queued = False
             await self._begin()
         return self
 
@@ -65,9 +71,20 @@ class AbstractUnitOfWork(abc.ABC):
     async def commit(self) -> None:
         if self._depth > 1:
             return  # joined an outer unit: it commits for everyone
+        found = self._collect_new_events()
+        # The notices these events owe go out in the same transaction as the change itself.
+        now = datetime.now(UTC)
+        for notice in notices.for_events(found, self.requests.seen):
+            self._queued |= await self.outbox.add(notice, at=now)
         await self._commit()
         self._committed = True
-        self.committed_events.extend(self._collect_new_events())
+        self.committed_events.extend(found)
+        if self._queued and self._after_commit is not None:
+            self._after_commit()  # wake the dispatcher
+
+    async def queue(self, notice: notices.Notice) -> None:
+        """Queue a notice not tied to an event (e.g. a confirmation by message)."""
+        self._queued |= await self.outbox.add(notice, at=datetime.now(UTC))
 
     async def rollback(self) -> None:
         await self._rollback()
@@ -96,9 +113,12 @@ class SqlUnitOfWork(AbstractUnitOfWork):
     """One AsyncSession per unit, made by the injected factory; never shared across tasks."""
 
     def __init__(
-        self, session_factory: async_sessionmaker[AsyncSession], write_lock: asyncio.Lock | None = None
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        write_lock: asyncio.Lock | None = None,
+        after_commit: Callable[[], None] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(after_commit)
         self._session_factory = session_factory
         self._write_lock = write_lock
 
@@ -111,6 +131,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             self.audit = SqlAuditLog(self.session)
             self.messages = SqlMessageLog(self.session)
             self.deliveries = SqlDeliveryLog(self.session)
+            self.outbox = SqlOutbox(self.session)
         except BaseException:
             self._release()
             raise

@@ -1,8 +1,10 @@
-"""Builds the Bolt AsyncApp: the Slack client, the listeners of each surface, their dependencies."""
+"""Builds the Bolt AsyncApp: the Slack clients, the listeners of each surface, their dependencies, and the
+outbox dispatcher."""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -16,40 +18,46 @@ from bot.config import Settings
 from bot.service_layer.unit_of_work import UnitOfWorkFactory
 from bot.slack import actions, commands, events, views
 from bot.slack.deps import Deps
-from bot.slack.notifier import Notifier
-
-SLACK_TIMEOUT = 10  # seconds per Web API call
+from bot.slack.dispatcher import Dispatcher
 
 
-def slack_client(settings: Settings) -> AsyncWebClient:
+def slack_client(settings: Settings, *, retries: bool) -> AsyncWebClient:
+    """The listeners' client retries by itself (rate limits, 5xx, dropped connections). The outbox's does not:
+    it retries through the outbox, which knows how not to post a message twice."""
     assert settings.slack_bot_token is not None
-    return AsyncWebClient(
-        token=settings.slack_bot_token.get_secret_value(),
-        base_url=settings.slack_api_url,
-        timeout=SLACK_TIMEOUT,
-        retry_handlers=[
+    handlers = (
+        [
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
             AsyncRateLimitErrorRetryHandler(max_retry_count=3),
             AsyncServerErrorRetryHandler(max_retry_count=2),
-        ],
+        ]
+        if retries
+        else []
+    )
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        timeout=int(settings.slack_timeout) or 1,
+        retry_handlers=handlers,
     )
 
 
-def build_app(settings: Settings, uow: UnitOfWorkFactory) -> tuple[AsyncApp, Deps]:
-    client = slack_client(settings)
+def build_app(settings: Settings, uow: UnitOfWorkFactory) -> tuple[AsyncApp, Dispatcher]:
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     app = AsyncApp(
-        client=client,
+        client=slack_client(settings, retries=True),
         signing_secret=secret,
         request_verification_enabled=not settings.socket_mode,
         logger=logging.getLogger("bot.bolt"),
     )
-    deps = Deps(
-        uow=uow,
-        notifier=Notifier(client, uow, settings.notify_channel),
-        policy=settings.policy,
-        admins=settings.admin_users,
-    )
+    deps = Deps(uow=uow, policy=settings.policy, admins=settings.admin_users)
     for surface in (commands, actions, views, events):
         surface.register(app, deps)
-    return app, deps
+    dispatcher = Dispatcher(
+        slack_client(settings, retries=False),
+        uow,
+        settings.notify_channel,
+        lease=timedelta(seconds=settings.outbox_lease_seconds),
+        max_attempts=settings.outbox_max_attempts,
+    )
+    return app, dispatcher

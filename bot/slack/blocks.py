@@ -24,18 +24,19 @@ APPROVE, DENY, CANCEL = "approve_request", "deny_request", "cancel_request"
 EVENT_TYPE = "access_request"
 
 
-def metadata(view: RequestView) -> Metadata:
-    """The metadata every message about a request carries, so other apps and workflows can react."""
-    return Metadata(
-        event_type=EVENT_TYPE,
-        event_payload={
-            "request_id": view.id,
-            "status": view.status.value,
-            "resource": t.cut(view.resource, 200),
-            "requester": view.requester_id,
-            "approvers": [a.user_id for a in view.approvers],
-        },
-    )
+def metadata(view: RequestView, *, notice: str | None = None) -> Metadata:
+    """The metadata every message about a request carries, so other apps and workflows can react.
+    ``notice`` (the outbox key of a posted message) lets a retry find a message an earlier attempt posted."""
+    payload: dict[str, object] = {
+        "request_id": view.id,
+        "status": view.status.value,
+        "resource": t.cut(view.resource, 200),
+        "requester": view.requester_id,
+        "approvers": [a.user_id for a in view.approvers],
+    }
+    if notice is not None:
+        payload["notice"] = notice
+    return Metadata(event_type=EVENT_TYPE, event_payload=payload)
 
 
 def summary_text(view: RequestView) -> str:

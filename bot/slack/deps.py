@@ -1,4 +1,4 @@
-"""What the listeners need, injected once at start: the UoW factory, the notifier, the policy."""
+"""What the listeners need, injected once at start: the UoW factory, the policy, the admins."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ from dataclasses import dataclass
 
 from bot.domain.values import Policy
 from bot.service_layer.unit_of_work import UnitOfWorkFactory
-from bot.slack.notifier import Notifier
 
 
 @dataclass(frozen=True)
 class Deps:
     uow: UnitOfWorkFactory
-    notifier: Notifier
     policy: Policy
     admins: frozenset[str] = frozenset()

@@ -11,8 +11,10 @@ from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from sqlalchemy import text
 
+from bot.adapters.database import is_sqlite
 from bot.adapters.db import Database
 from bot.config import Settings
+from bot.service_layer import services
 from bot.slack.app import build_app
 
 log = logging.getLogger("bot")
@@ -25,13 +27,20 @@ class BotServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings.database_url)
-        self.app, self.deps = build_app(settings, self.db.uow)
+        self.app, self.dispatcher = build_app(settings, self.db.uow)
+        self.db.after_commit = self.dispatcher.wake
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
         await self.db.upgrade()
+        if is_sqlite(self.settings.database_url):
+            # SQLite has one dispatcher, this one: a lease still held is a crashed run's.
+            released = await services.release_leases(uow=self.db.uow())
+            if released:
+                log.warning("Outbox: took back %d notice(s) a previous run was delivering", released)
+        self.dispatcher.start()
         if self.settings.socket_mode:
             assert self.settings.slack_app_token is not None
             self._socket = AsyncSocketModeHandler(self.app, self.settings.slack_app_token.get_secret_value())
@@ -57,10 +66,12 @@ class BotServer:
         return web.json_response({"ok": True, "mode": "socket" if self.settings.socket_mode else "http"})
 
     async def stop(self) -> None:
+        """Stop taking requests, finish those in flight, deliver what is being delivered, close the database."""
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]
         if self._runner is not None:
             await self._runner.cleanup()  # finishes in-flight requests first
+        await self.dispatcher.stop()
         await self.db.dispose()
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
+from bot.service_layer import services
 from bot.slack.runner import BotServer
 from bot.testing import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, FakeSlack
 from tests.databases import sqlite_url
@@ -20,6 +21,13 @@ class World:
     slack: FakeSlack
     bot: BotServer
     mode: str
+
+    async def settled(self, timeout: float = 10.0) -> None:
+        """Wait until the outbox has delivered everything owed so far."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while await services.outbox_entries(uow=self.bot.db.uow(), statuses=("pending",), limit=1):
+            assert asyncio.get_running_loop().time() < deadline, "the outbox did not drain"
+            await asyncio.sleep(0.02)
 
 
 def bot_settings(slack: FakeSlack, db_path: Path, *, socket: bool, **overrides: object) -> Settings:

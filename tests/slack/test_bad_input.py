@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.service_layer import services
-from bot.testing import Fault
+from bot.testing import Fault, text_of
 from tests.slack.conftest import World, eventually
 
 CASES = [
@@ -63,9 +63,12 @@ async def test_unreachable_approver_and_channel_are_explained_to_the_requester(w
     world.slack.inject("chat.postMessage", Fault.slack_error("user_not_found"))
     world.slack.channels["CNOTIFY"].bot_is_member = False
     await world.slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident")
-    await eventually(lambda: "Your request is stored, but" in world.slack.last_ephemeral("UREQ"))
-    shown = world.slack.last_ephemeral("UREQ")
-    assert "(that person is not in this workspace)" in shown
-    assert "the bot is not in that channel: invite it with /invite" in shown
+    assert "is sent to" in world.slack.last_ephemeral("UREQ")
+    await eventually(lambda: len(world.slack.dms("UREQ")) == 2)
+    told = "\n".join(text_of(m.text, m.blocks) for m in world.slack.dms("UREQ"))
+    assert "(that person is not in this workspace)" in told and "waits for them in the bot's App Home" in told
+    assert "to the notification channel (the bot is not in that channel: invite it with /invite)" in told
     page = await services.list_requests(uow=world.bot.db.uow())
     assert page.total == 1 and page.items[0].status.value == "PENDING"
+    failed = await services.outbox_entries(uow=world.bot.db.uow())
+    assert sorted(e.last_error or "" for e in failed) == ["not_in_channel", "user_not_found"]

@@ -50,6 +50,7 @@ async def test_one_line_request_is_approved_by_both(world: World) -> None:
             "resource": "prod-db",
             "requester": "UREQ",
             "approvers": ["UALICE", "UBOB"],
+            "notice": f"{request_id}:post:dm:UALICE",
         },
     }
 
@@ -61,6 +62,7 @@ async def test_one_line_request_is_approved_by_both(world: World) -> None:
 
     await slack.click("UBOB", slack.dms("UBOB")[0], "approve_request")
     await eventually(lambda: len(slack.dms("UREQ")) == 1)
+    await world.settled()
     assert "was approved by <@UALICE> and <@UBOB>" in dm_text(world, "UREQ")
     for user in ("UALICE", "UBOB"):
         assert "*Approved*" in dm_text(world, user) and "[Approve]" not in dm_text(world, user)

@@ -59,6 +59,7 @@ async def test_scopes_are_exactly_what_the_flows_use(world: World) -> None:
     await eventually(lambda: slack.open_views("UBOB"))
     await slack.submit("UBOB", slack.open_views("UBOB")[0], {"reason": "no"})
     await eventually(lambda: len(slack.dms("UREQ")) == 1)
+    await world.settled()
     used = {SCOPE_OF[method] for method, _ in slack.calls if method in SCOPE_OF} - {None}
     declared = set(manifest()["oauth_config"]["scopes"]["bot"]) - {"commands"}
     assert used == declared, f"used {used}, declared {declared}"

@@ -15,6 +15,7 @@ async def create(world: World, text: str = REQUEST, user: str = "UREQ") -> str:
     assert "is sent to" in shown, shown
     request_id = shown.split("Request ")[1].split(" ")[0]
     await eventually(lambda: any(request_id in m.text for m in world.slack.channel_messages("CNOTIFY")))
+    await world.settled()
     return request_id
 
 
@@ -74,6 +75,7 @@ async def test_deny_with_a_reason(world: World) -> None:
     reply = await slack.submit("UBOB", modal, {"reason": "Use the read replica <!channel>"})
     assert reply.body in (None, {})
     await eventually(lambda: len(slack.dms("UREQ")) == 1)
+    await world.settled()
     outcome = text_of(slack.dms("UREQ")[0].text, slack.dms("UREQ")[0].blocks)
     assert "was denied by <@UBOB>" in outcome and "Use the read replica &lt;!channel&gt;" in outcome
     for user in ("UALICE", "UBOB"):

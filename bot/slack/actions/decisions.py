@@ -32,10 +32,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()  # only now: an acked decision is a recorded one
         if result.outcome is DecisionOutcome.ALREADY_RECORDED:
             await tell(body, client, respond, deps, result.message)
-        else:
-            await deps.notifier.request_changed(request_id)
-            if from_home(body):
-                await publish_home(client, deps, user, notice=result.message)
+        elif from_home(body):
+            await publish_home(client, deps, user, notice=result.message)
 
     @guarded
     async def on_deny(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
@@ -61,7 +59,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await tell(body, client, respond, deps, f":warning: {refused.message}")
             return
         await ack()
-        await deps.notifier.request_changed(request_id)
         await tell(body, client, respond, deps, f"Request {request_id} is cancelled.")
 
     app.action(b.APPROVE)(on_approve)

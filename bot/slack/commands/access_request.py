@@ -45,7 +45,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 case p.Cancel(request_id):
                     await services.cancel(uow=deps.uow(), request_id=request_id, user_id=user)
                     await ack(**reply(b.notice(f"Request {request_id} is cancelled.")))
-                    await deps.notifier.request_changed(request_id)
                 case p.Create():
                     await _create(deps, parsed, command, client, ack, respond)
         except DomainError as refused:
@@ -88,19 +87,6 @@ async def _create(
         await ack(**reply(b.notice("Working on it: Slack is slow to answer. I'll reply here in a moment.")))
         view = await task
         await respond(**reply(b.confirmation(view)), response_type="ephemeral", replace_original=False)
-    problems = await deps.notifier.request_created(view)
-    if problems:
-        await respond(
-            **reply(
-                b.notice(
-                    ":warning: Your request is stored, but "
-                    + " ".join(problems)
-                    + " Ask them to look at their App Home."
-                )
-            ),
-            response_type="ephemeral",
-            replace_original=False,
-        )
 
 
 async def _visible(deps: Deps, user: str, request_id: str) -> RequestView:

@@ -29,7 +29,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack(response_action="errors", errors={"reason": refused.message[:150]})
             return
         await ack()
-        await deps.notifier.request_changed(request_id)
         if origin.get("from") == "home":
             await publish_home(client, deps, user, notice=result.message)
 

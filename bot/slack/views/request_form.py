@@ -11,7 +11,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.domain.errors import DomainError, InvalidRequest
 from bot.service_layer import services
 from bot.service_layer.results import RequestView
-from bot.slack import blocks as b
 from bot.slack import forms
 from bot.slack.commands.access_request import ACK_BUDGET
 from bot.slack.common import guarded
@@ -51,11 +50,13 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 approvers=approvers,
                 duration_minutes=duration,
                 policy=deps.policy,
+                idempotency_key=view["id"],  # a double-clicked submit makes one request
+                confirm_by_message=True,  # a form has no reply of its own: confirm by DM
             )
 
         task = asyncio.ensure_future(store())
         try:
-            created = await asyncio.wait_for(asyncio.shield(task), ACK_BUDGET)
+            await asyncio.wait_for(asyncio.shield(task), ACK_BUDGET)
         except InvalidRequest as refused:
             block = forms.FIELD_BLOCKS.get(refused.field, refused.field)
             await ack(response_action="errors", errors={block: refused.message[:150]})
@@ -66,16 +67,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except TimeoutError:
             await ack()
             try:
-                created = await task
+                await task
             except DomainError as refused:
                 await client.chat_postMessage(channel=user, text=f":warning: {refused.message}")
                 return
         else:
             await ack()
-        problems = await deps.notifier.request_created(created)
-        text, _ = b.confirmation(created)
-        if problems:
-            text += "\n:warning: " + " ".join(problems)
-        await deps.notifier.post_to_requester(created, b.notice(text))
 
     app.view(forms.NEW_REQUEST)(on_submit)
