@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     slack_timeout: float = Field(default=10.0, gt=0)  # seconds per Web API call
     outbox_lease_seconds: float = Field(default=30.0, gt=0)  # how long a dispatcher holds a claimed notice
     outbox_max_attempts: int = Field(default=8, ge=1)  # then the notice is a dead letter
+    outbox_base_delay: float = Field(default=0.5, gt=0)  # first retry after about this many seconds, then doubling
 
     @field_validator("admin_users", mode="before")
     @classmethod

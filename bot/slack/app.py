@@ -37,7 +37,8 @@ def slack_client(settings: Settings, *, retries: bool) -> AsyncWebClient:
     return AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
-        timeout=int(settings.slack_timeout) or 1,
+        # aiohttp takes fractions of a second; slack_sdk annotates the timeout as int
+        timeout=settings.slack_timeout,  # type: ignore[arg-type]
         retry_handlers=handlers,
     )
 
@@ -59,5 +60,6 @@ def build_app(settings: Settings, uow: UnitOfWorkFactory) -> tuple[AsyncApp, Dis
         settings.notify_channel,
         lease=timedelta(seconds=settings.outbox_lease_seconds),
         max_attempts=settings.outbox_max_attempts,
+        base_delay=settings.outbox_base_delay,
     )
     return app, dispatcher

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -15,6 +16,16 @@ from bot.domain.values import Approver
 from bot.slack import text as t
 
 log = logging.getLogger(__name__)
+
+
+UNAVAILABLE = (
+    "Slack could not tell me who the approvers are just now; nothing was stored. Please try again in a minute."
+)
+
+
+UNAVAILABLE = (
+    "Slack could not tell me who the approvers are just now; nothing was stored. Please try again in a minute."
+)
 
 
 class SlackUnavailable(DomainError):
@@ -56,8 +67,9 @@ async def _lookup(client: AsyncWebClient, user_id: str) -> dict[str, Any] | None
         if exc.response.get("error") in ("user_not_found", "users_not_found"):
             return None
         log.warning("users.info for %s failed: %s", user_id, exc.response.get("error"))
-        raise SlackUnavailable(
-            "Slack could not tell me who the approvers are just now; nothing was stored. Please try again in a minute."
-        ) from exc
+        raise SlackUnavailable(UNAVAILABLE) from exc
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        log.warning("users.info for %s got no answer: %s", user_id, type(exc).__name__)
+        raise SlackUnavailable(UNAVAILABLE) from exc
     user: dict[str, Any] = response["user"]
     return user

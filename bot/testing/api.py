@@ -172,6 +172,59 @@ def chat_update(fake: SlackCore, p: dict[str, Any]) -> Result:
     return {"ok": True, "channel": channel_id, "ts": ts, "text": message.text, "message": shown}
 
 
+def _readable_channel(fake: SlackCore, p: dict[str, Any]) -> tuple[Result | None, str]:
+    channel_id = str(p.get("channel", ""))
+    channel = fake.channels.get(channel_id)
+    if channel is None:
+        return error("channel_not_found"), ""
+    if not channel.bot_is_member:
+        return error("not_in_channel"), ""
+    return None, channel_id
+
+
+def _page(fake: SlackCore, found: list[Message], p: dict[str, Any]) -> Result:
+    include_metadata = str(p.get("include_all_metadata", "")).lower() in ("1", "true")
+    oldest, latest = float(p.get("oldest") or 0), float(p.get("latest") or "inf")
+    found = [m for m in found if oldest <= float(m.ts) <= latest]
+    limit = max(1, min(int(p.get("limit") or 100), 999))
+    start = int(p.get("cursor") or 0)
+    page = found[start : start + limit]
+    messages = []
+    for m in page:
+        shown = m.as_api()
+        if not include_metadata:
+            shown.pop("metadata", None)
+        messages.append(shown)
+    more = start + limit < len(found)
+    return {
+        "ok": True,
+        "messages": messages,
+        "has_more": more,
+        "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+    }
+
+
+@method("conversations.history")
+def conversations_history(fake: SlackCore, p: dict[str, Any]) -> Result:
+    problem, channel_id = _readable_channel(fake, p)
+    if problem:
+        return problem
+    top = [m for (c, _), m in fake.messages.items() if c == channel_id and m.thread_ts is None]
+    return _page(fake, sorted(top, key=lambda m: float(m.ts), reverse=True), p)
+
+
+@method("conversations.replies")
+def conversations_replies(fake: SlackCore, p: dict[str, Any]) -> Result:
+    problem, channel_id = _readable_channel(fake, p)
+    if problem:
+        return problem
+    parent = fake.messages.get((channel_id, str(p.get("ts", ""))))
+    if parent is None:
+        return error("thread_not_found")
+    thread = [m for (c, _), m in fake.messages.items() if c == channel_id and m.thread_ts == parent.ts]
+    return _page(fake, [parent, *sorted(thread, key=lambda m: float(m.ts))], p)
+
+
 @method("chat.delete")
 def chat_delete(fake: SlackCore, p: dict[str, Any]) -> Result:
     key = (str(p.get("channel", "")), str(p.get("ts", "")))

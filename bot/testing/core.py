@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Callable
 from typing import Any, Self
 from urllib.parse import parse_qsl
 
@@ -51,6 +52,8 @@ class SlackCore:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.unexpected: list[str] = []
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self.chaos: Callable[[str], Fault | None] | None = None  # a fault for any call, e.g. at random
+        self.faults_suffered: list[tuple[str, Fault]] = []
         self.socket = SocketModeServer(self)
         self.bot_url: str | None = None
         self.mode: str | None = None  # "http" or "socket"; None picks Socket Mode when the bot is connected
@@ -166,14 +169,14 @@ class SlackCore:
         self.calls.append((method, params))
         faults = self.faults.get(method)
         fault = faults.popleft() if faults else None
-        if fault and fault.delay and not fault.apply_after:
-            await asyncio.sleep(fault.delay)
-        if fault and fault.status != 200:
-            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-            body = {"ok": False, "error": fault.error or "fatal_error"}
-            return web.json_response(body, status=fault.status, headers=headers)
-        if fault and fault.error:
-            return web.json_response({"ok": False, "error": fault.error})
+        if fault is None and self.chaos is not None:
+            fault = self.chaos(method)
+        if fault is not None:
+            self.faults_suffered.append((method, fault))
+        if fault is not None and not fault.apply_after:
+            failed = await _suffer(fault)
+            if failed is not None:
+                return failed
         handler = api.HANDLERS.get(method)
         if handler is None:
             self.unexpected.append(method)
@@ -187,8 +190,10 @@ class SlackCore:
             wrong_kind = method == "apps.connections.open" and token == self.bot_token
             return web.json_response({"ok": False, "error": "not_allowed_token_type" if wrong_kind else "invalid_auth"})
         result = handler(self, params)
-        if fault and fault.delay and fault.apply_after:
-            await asyncio.sleep(fault.delay)
+        if fault is not None and fault.apply_after:
+            failed = await _suffer(fault)
+            if failed is not None:
+                return failed
         return web.json_response(result)
 
     async def _response_url(self, request: web.Request) -> web.Response:
@@ -217,6 +222,20 @@ class SlackCore:
                 )
             )
         return web.Response(text="ok")
+
+
+async def _suffer(fault: Fault) -> web.Response | None:
+    """Apply a fault: wait, then answer with its HTTP status or ``ok: false`` error, if it has one."""
+    if fault.delay:
+        await asyncio.sleep(fault.delay)
+    if fault.status != 200:
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        return web.json_response(
+            {"ok": False, "error": fault.error or "fatal_error"}, status=fault.status, headers=headers
+        )
+    if fault.error:
+        return web.json_response({"ok": False, "error": fault.error})
+    return None
 
 
 def text_of(text: str, blocks: list[dict[str, Any]]) -> str:

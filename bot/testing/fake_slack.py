@@ -47,6 +47,7 @@ class FakeSlack(SlackCore):
         retry_attempt: int = 0,
         signing_secret: str | None = None,
         timestamp: int | None = None,
+        to: str | None = None,
     ) -> Reply:
         started = time.monotonic()
         use_socket = self.mode == "socket" or (self.mode is None and self.socket.connections)
@@ -55,7 +56,7 @@ class FakeSlack(SlackCore):
             reply = Reply(200, ack.get("payload") or None, time.monotonic() - started)
         else:
             reply = await self._post(
-                kind, payload, retry_attempt, signing_secret or self.signing_secret, timestamp, started
+                kind, payload, retry_attempt, signing_secret or self.signing_secret, timestamp, started, to
             )
         if reply.seconds > ACK_LIMIT:
             self.slow_acks.append((kind, reply.seconds))
@@ -69,8 +70,9 @@ class FakeSlack(SlackCore):
         secret: str,
         timestamp: int | None,
         started: float,
+        to: str | None = None,
     ) -> Reply:
-        if not self.bot_url:
+        if not (to or self.bot_url):
             raise RuntimeError("the bot is neither connected over Socket Mode nor given a bot_url for HTTP")
         if kind == "slash_commands":
             body, content_type = urlencode(payload).encode(), "application/x-www-form-urlencoded"
@@ -82,16 +84,20 @@ class FakeSlack(SlackCore):
         headers = {"Content-Type": content_type, **payloads.sign(secret, body, timestamp)}
         if retry_attempt:
             headers.update({"X-Slack-Retry-Num": str(retry_attempt), "X-Slack-Retry-Reason": "http_timeout"})
-        return await self.post_raw(body, headers, started=started)
+        return await self.post_raw(body, headers, started=started, to=to)
 
-    async def post_raw(self, body: bytes, headers: dict[str, str], *, started: float | None = None) -> Reply:
-        """POST exactly these bytes and headers to the bot (for forged or replayed requests)."""
+    async def post_raw(
+        self, body: bytes, headers: dict[str, str], *, started: float | None = None, to: str | None = None
+    ) -> Reply:
+        """POST exactly these bytes and headers to the bot (for forged or replayed requests); ``to`` names
+        another bot URL than ``bot_url`` (e.g. a second replica)."""
         started = time.monotonic() if started is None else started
         if self._http is None:
             self._http = aiohttp.ClientSession()
-        assert self.bot_url
+        url = to or self.bot_url
+        assert url
         async with self._http.post(
-            self.bot_url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=ACK_LIMIT + 2)
+            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=ACK_LIMIT + 2)
         ) as response:
             raw = await response.text()
             parsed: dict[str, Any] | None = None
@@ -110,9 +116,10 @@ class FakeSlack(SlackCore):
 
     # -- what people do -------------------------------------------------------------------------------------
 
-    async def slash(self, user_id: str, text: str, *, channel_id: str = "CGENERAL") -> Reply:
+    async def slash(self, user_id: str, text: str, *, channel_id: str = "CGENERAL", to: str | None = None) -> Reply:
         """``user_id`` types ``/access-request <text>``; the ack's answer is shown to them alone."""
-        reply = await self.deliver("slash_commands", payloads.slash_command(self, user_id, text, channel_id=channel_id))
+        payload = payloads.slash_command(self, user_id, text, channel_id=channel_id)
+        reply = await self.deliver("slash_commands", payload, to=to)
         body = reply.body or {}
         if body.get("text") or body.get("blocks"):
             self.ephemerals.append(
@@ -120,11 +127,12 @@ class FakeSlack(SlackCore):
             )
         return reply
 
-    async def click(self, user_id: str, message: Message, action_id: str, value: str | None = None) -> Reply:
+    async def click(
+        self, user_id: str, message: Message, action_id: str, value: str | None = None, *, to: str | None = None
+    ) -> Reply:
         """``user_id`` presses the button ``action_id`` on a message they can see."""
-        return await self.deliver(
-            "interactive", payloads.block_actions_from_message(self, user_id, message, action_id, value)
-        )
+        payload = payloads.block_actions_from_message(self, user_id, message, action_id, value)
+        return await self.deliver("interactive", payload, to=to)
 
     async def click_home(self, user_id: str, action_id: str, value: str | None = None) -> Reply:
         home = self.homes.get(user_id)
@@ -133,9 +141,11 @@ class FakeSlack(SlackCore):
             "interactive", payloads.block_actions_from_view(self, user_id, home, action_id, value)
         )
 
-    async def submit(self, user_id: str, view: dict[str, Any], values: dict[str, Any]) -> Reply:
+    async def submit(
+        self, user_id: str, view: dict[str, Any], values: dict[str, Any], *, to: str | None = None
+    ) -> Reply:
         """``user_id`` fills in the modal and presses its submit button."""
-        reply = await self.deliver("interactive", payloads.view_submission(self, user_id, view, values))
+        reply = await self.deliver("interactive", payloads.view_submission(self, user_id, view, values), to=to)
         action = (reply.body or {}).get("response_action")
         stored = self.views.get(view["id"])
         if stored is not None:

@@ -11,7 +11,7 @@ class Fault:
     error: str | None = None  # an ``ok: false`` error to answer with
     retry_after: int | None = None  # seconds, with 429
     delay: float = 0.0  # seconds before answering (then the fault's other effect, if any)
-    apply_after: bool = False  # with ``delay`` only: perform the call, then delay (an answer lost in flight)
+    apply_after: bool = False  # the call takes effect, then the delay and the fault: an answer lost in flight
 
     @classmethod
     def http(cls, status: int = 500) -> Fault:
@@ -28,3 +28,13 @@ class Fault:
     @classmethod
     def latency(cls, seconds: float) -> Fault:
         return cls(delay=seconds)
+
+    @classmethod
+    def lost_answer(cls, status: int = 500) -> Fault:
+        """The call takes effect, but the caller gets an HTTP error: it cannot tell whether it worked."""
+        return cls(status=status, apply_after=True)
+
+    @classmethod
+    def timeout(cls, seconds: float) -> Fault:
+        """The call takes effect, then the answer is held back ``seconds`` (longer than the caller waits)."""
+        return cls(delay=seconds, apply_after=True)
