@@ -16,12 +16,18 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run", help="run the bot (the default)")
     sub.add_parser("migrate", help="upgrade the database schema to the latest version and exit")
     sub.add_parser("demo", help="play a scripted demo against a local fake Slack")
+    outbox = sub.add_parser("outbox", help="notices Slack did not accept: list them, or queue them again")
+    outbox.add_argument("action", choices=["list", "retry"])
+    outbox.add_argument("ids", nargs="*", type=int, help="with retry: the notices to retry (default: all)")
+    outbox.add_argument("--pending", action="store_true", help="with list: show pending notices too")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
     if args.command == "migrate":
         return asyncio.run(_migrate(database_url()))
+    if args.command == "outbox":
+        return asyncio.run(_outbox(database_url(), args.action, args.ids, args.pending))
     if args.command == "demo":
         from bot.demo import run_demo
 
@@ -47,3 +53,24 @@ async def _migrate(url: str) -> int:
         await db.dispose()
     print(f"Database schema is up to date ({db.engine.url.render_as_string(hide_password=True)}).")
     return 0
+
+
+async def _outbox(url: str, action: str, ids: list[int], pending: bool) -> int:
+    from bot.adapters.db import Database
+    from bot.service_layer import services
+
+    db = Database(url)
+    try:
+        if action == "retry":
+            count = await services.retry_outbox(uow=db.uow(), notice_ids=ids or None)
+            print(f"Queued {count} notice(s) again; a running bot delivers them within seconds.")
+            return 0
+        statuses = ("dead", "failed", "pending") if pending else ("dead", "failed")
+        entries = await services.outbox_entries(uow=db.uow(), statuses=statuses, limit=1000)
+        if not entries:
+            print("Nothing: every notice was delivered." if not pending else "The outbox is empty.")
+        for e in entries:
+            print(f"{e.id:>7}  {e.status:<7}  {e.dedupe_key:<40}  attempts={e.attempts}  {e.last_error or ''}")
+        return 0
+    finally:
+        await db.dispose()

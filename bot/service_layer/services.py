@@ -353,13 +353,22 @@ async def notice_skipped(*, uow: AbstractUnitOfWork, notice: Claimed, why: str) 
 
 
 async def notice_retry(
-    *, uow: AbstractUnitOfWork, notice: Claimed, error: str, delay: timedelta, max_attempts: int
+    *,
+    uow: AbstractUnitOfWork,
+    notice: Claimed,
+    error: str,
+    delay: timedelta,
+    max_attempts: int,
+    tell_requester: str | None = None,
 ) -> bool:
-    """Try again after ``delay``; after ``max_attempts`` the notice is a dead letter (returns False)."""
+    """Try again after ``delay``; after ``max_attempts`` the notice is a dead letter (returns False), and the
+    requester is told when ``tell_requester`` is given."""
     async with uow:
         attempts = await uow.outbox.reschedule(notice.id, at=utcnow() + delay, error=error)
         if attempts >= max_attempts:
             await uow.outbox.finish(notice.id, status=DEAD, at=utcnow(), error=error[:255])
+            if tell_requester:
+                await uow.queue(notices.problem(notice.request_id, notice.target, tell_requester))
         await uow.commit()
     return attempts < max_attempts
 

@@ -161,6 +161,7 @@ class Dispatcher:
             error=error,
             delay=timedelta(seconds=max(delay, at_least)),
             max_attempts=self.max_attempts,
+            tell_requester=_problem_text(notice, "Slack kept failing; an admin can retry it"),
         )
         (log.warning if alive else log.error)(
             "outbox: notice %s %s: %s", notice.dedupe_key, "will be retried" if alive else "is a dead letter", error

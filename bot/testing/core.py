@@ -52,7 +52,8 @@ class SlackCore:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.unexpected: list[str] = []
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
-        self.chaos: Callable[[str], Fault | None] | None = None  # a fault for any call, e.g. at random
+        # A fault for any call, chosen from its method and arguments (e.g. at random); None: no fault.
+        self.chaos: Callable[[str, dict[str, Any]], Fault | None] | None = None
         self.faults_suffered: list[tuple[str, Fault]] = []
         self.socket = SocketModeServer(self)
         self.bot_url: str | None = None
@@ -170,7 +171,7 @@ class SlackCore:
         faults = self.faults.get(method)
         fault = faults.popleft() if faults else None
         if fault is None and self.chaos is not None:
-            fault = self.chaos(method)
+            fault = self.chaos(method, params)
         if fault is not None:
             self.faults_suffered.append((method, fault))
         if fault is not None and not fault.apply_after:

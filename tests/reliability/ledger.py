@@ -45,8 +45,11 @@ class Ledger:
             ledger.missing += sorted(k for k in expected_notices(view) if ledger.posted[k] == 0)
             for message in slack.messages.values():
                 payload = (message.metadata or {}).get("event_payload") or {}
-                if payload.get("request_id") == view.id and message.thread_ts is None \
-                        and payload.get("status") != view.status.value:
+                if (
+                    payload.get("request_id") == view.id
+                    and message.thread_ts is None
+                    and payload.get("status") != view.status.value
+                ):
                     ledger.stale.append(f"{view.id} {message.channel} shows {payload.get('status')}")
         return ledger
 

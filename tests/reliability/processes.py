@@ -27,9 +27,18 @@ class BotProcess:
         self.port = free_port()
         self.workdir = workdir
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "PORT"))}
-        self.env.update(PYTHONPATH=str(ROOT), SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
-                        SLACK_API_URL=slack.api_url, PORT=str(self.port), HOST="127.0.0.1",
-                        DATABASE_URL=database_url, NOTIFY_CHANNEL="CNOTIFY", LOG_LEVEL="WARNING", **env)
+        self.env.update(
+            PYTHONPATH=str(ROOT),
+            SLACK_BOT_TOKEN=BOT_TOKEN,
+            SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            SLACK_API_URL=slack.api_url,
+            PORT=str(self.port),
+            HOST="127.0.0.1",
+            DATABASE_URL=database_url,
+            NOTIFY_CHANNEL="CNOTIFY",
+            LOG_LEVEL="WARNING",
+            **env,
+        )
         self.process: asyncio.subprocess.Process | None = None
         self.log = workdir / f"bot-{self.port}.log"
 
@@ -40,7 +49,8 @@ class BotProcess:
     async def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", env=self.env, cwd=self.workdir, stdout=log, stderr=log)
+                sys.executable, "-m", "bot", env=self.env, cwd=self.workdir, stdout=log, stderr=log
+            )
         async with aiohttp.ClientSession() as http:
             for _ in range(600):
                 try:

@@ -18,16 +18,29 @@ from tests.reliability.ledger import Ledger
 from tests.slack.conftest import World, start_world, stop_world
 
 REQUESTS, FAULT_RATE = 100, 0.25
-CHAOS_METHODS = {"chat.postMessage", "chat.update", "conversations.open", "conversations.history",
-                 "conversations.replies", "users.info", "views.open", "views.publish"}
+CHAOS_METHODS = {
+    "chat.postMessage",
+    "chat.update",
+    "conversations.open",
+    "conversations.history",
+    "conversations.replies",
+    "users.info",
+    "views.open",
+    "views.publish",
+}
 
 
 def chaos(seed: int) -> tuple[object, Counter[str]]:
     rng, kinds = random.Random(seed), Counter[str]()
-    choices = [("500", Fault.http(500)), ("503", Fault.http(503)), ("429", Fault.rate_limited(1)),
-               ("lost answer", Fault.lost_answer(502)), ("timeout", Fault.timeout(1.3))]
+    choices = [
+        ("500", Fault.http(500)),
+        ("503", Fault.http(503)),
+        ("429", Fault.rate_limited(1)),
+        ("lost answer", Fault.lost_answer(502)),
+        ("timeout", Fault.timeout(1.3)),
+    ]
 
-    def pick(method: str) -> Fault | None:
+    def pick(method: str, params: dict[str, object]) -> Fault | None:
         if method not in CHAOS_METHODS or rng.random() > FAULT_RATE:
             return None
         name, fault = rng.choice(choices)
@@ -67,8 +80,10 @@ async def one_request(world: World, i: int) -> tuple[str, Status]:
     request_id = shown.split("Request ")[1].split(" ")[0]
 
     def dm(user: str):  # type: ignore[no-untyped-def]
-        return next((m for m in slack.dms(user) if (m.metadata or {}).get("event_payload", {})
-                     .get("request_id") == request_id), None)
+        return next(
+            (m for m in slack.dms(user) if (m.metadata or {}).get("event_payload", {}).get("request_id") == request_id),
+            None,
+        )
 
     await until(lambda: dm("UALICE") is not None and dm("UBOB") is not None)
     await slack.click("UALICE", dm("UALICE"), "approve_request")
@@ -78,8 +93,13 @@ async def one_request(world: World, i: int) -> tuple[str, Status]:
     for _ in range(10):
         await slack.click("UBOB", dm("UBOB").snapshot(), "deny_request")
         try:
-            await until(lambda: bool(slack.open_views("UBOB") and any(
-                request_id in str(v["private_metadata"]) for v in slack.open_views("UBOB"))), timeout=4)
+            await until(
+                lambda: bool(
+                    slack.open_views("UBOB")
+                    and any(request_id in str(v["private_metadata"]) for v in slack.open_views("UBOB"))
+                ),
+                timeout=4,
+            )
             break
         except AssertionError:
             continue  # the modal did not open (Slack failed); click again
@@ -109,6 +129,8 @@ async def test_every_notice_exactly_once_through_a_fault_storm(stormy: World) ->
     dead = await services.outbox_entries(uow=stormy.bot.db.uow())
     assert dead == []
     faults = sum(kinds.values())
-    print(f"\nfault storm: {REQUESTS} requests, {len(slack.calls)} Slack calls, {faults} faults injected "
-          f"({dict(kinds)}), duplicates {len(ledger.duplicates)}, lost {len(ledger.missing)}")
+    print(
+        f"\nfault storm: {REQUESTS} requests, {len(slack.calls)} Slack calls, {faults} faults injected "
+        f"({dict(kinds)}), duplicates {len(ledger.duplicates)}, lost {len(ledger.missing)}"
+    )
     assert faults >= 100 and kinds["lost answer"] and kinds["timeout"]

@@ -39,16 +39,24 @@ async def test_two_replicas_one_outcome_each(tmp_path: Path) -> None:
             await _until(lambda: all(_dm(slack, u, rid) for rid in ids for u in ("UALICE", "UBOB")))
             clicks = []
             for rid in ids:  # Alice's click reaches one replica and Bob's the other, at the same moment
-                clicks += [slack.click("UALICE", _dm(slack, "UALICE", rid), "approve_request", to=a.url),  # type: ignore[arg-type]
-                           slack.click("UBOB", _dm(slack, "UBOB", rid), "approve_request", to=b.url)]  # type: ignore[arg-type]
+                clicks += [
+                    slack.click("UALICE", _dm(slack, "UALICE", rid), "approve_request", to=a.url),  # type: ignore[arg-type]
+                    slack.click("UBOB", _dm(slack, "UBOB", rid), "approve_request", to=b.url),
+                ]  # type: ignore[arg-type]
             replies = await asyncio.gather(*clicks)
             assert {r.status for r in replies} == {200}
             await _settled(db)
             views = [await services.get(uow=db.uow(), request_id=rid) for rid in ids]
             assert {v.status for v in views} == {Status.APPROVED}
             async with db.uow() as uow:
-                became = Counter(row.request_id for row in (await uow.session.execute(  # type: ignore[attr-defined]
-                    select(AuditRow).where(AuditRow.action == "status.approved"))).scalars())
+                became = Counter(
+                    row.request_id
+                    for row in (
+                        await uow.session.execute(  # type: ignore[attr-defined]
+                            select(AuditRow).where(AuditRow.action == "status.approved")
+                        )
+                    ).scalars()
+                )
             assert became == Counter(dict.fromkeys(ids, 1))
             Ledger.of(slack, views).assert_exactly_once()
             outcome_dms = [m for m in slack.messages.values() if m.channel.startswith("DUREQ")]
@@ -68,8 +76,9 @@ async def _create(slack: FakeSlack, i: int, to: str) -> str:
 
 
 def _dm(slack: FakeSlack, user: str, rid: str):  # type: ignore[no-untyped-def]
-    return next((m for m in slack.dms(user)
-                 if ((m.metadata or {}).get("event_payload") or {}).get("request_id") == rid), None)
+    return next(
+        (m for m in slack.dms(user) if ((m.metadata or {}).get("event_payload") or {}).get("request_id") == rid), None
+    )
 
 
 async def _until(condition: object, timeout: float = 60) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft7Validator
 
+from bot.testing import Fault
 from tests.reference import slack_reference
 from tests.slack.conftest import World, eventually
 from tests.slack.test_surfaces import create
@@ -21,6 +22,8 @@ SCOPE_OF = {
     "users.info": "users:read",
     "users.lookupByEmail": "users:read.email",
     "conversations.open": "im:write",
+    "conversations.history": "history",
+    "conversations.replies": "history",
     "views.open": None,
     "views.update": None,
     "views.push": None,
@@ -50,8 +53,17 @@ def test_manifest_declares_every_surface() -> None:
     assert m["features"]["app_home"]["home_tab_enabled"] is True
 
 
+def _scope(method: str, params: dict[str, object]) -> str | None:
+    scope = SCOPE_OF[method]
+    if scope == "history":  # which history scope depends on the conversation
+        return {"C": "channels:history", "D": "im:history", "G": "groups:history"}[str(params["channel"])[0]]
+    return scope
+
+
 async def test_scopes_are_exactly_what_the_flows_use(world: World) -> None:
     slack = world.slack
+    # Answers lost after Slack posted: the bot must look before posting again (DM, channel, thread reply).
+    slack.inject("chat.postMessage", *[Fault.lost_answer()] * 3)
     request_id = await create(world)
     await slack.open_home("UALICE")
     await slack.slash("UREQ", "")
@@ -60,7 +72,7 @@ async def test_scopes_are_exactly_what_the_flows_use(world: World) -> None:
     await slack.submit("UBOB", slack.open_views("UBOB")[0], {"reason": "no"})
     await eventually(lambda: len(slack.dms("UREQ")) == 1)
     await world.settled()
-    used = {SCOPE_OF[method] for method, _ in slack.calls if method in SCOPE_OF} - {None}
+    used = {_scope(method, params) for method, params in slack.calls if method in SCOPE_OF} - {None}
     declared = set(manifest()["oauth_config"]["scopes"]["bot"]) - {"commands"}
     assert used == declared, f"used {used}, declared {declared}"
     assert request_id

@@ -1,0 +1,3 @@
+from tests.slack.conftest import world
+
+__all__ = ["world"]

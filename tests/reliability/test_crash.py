@@ -1,0 +1,111 @@
+"""kill -9 the bot at random moments during a run (at least 10 kills), restart it each time: every request
+ends consistent, every acked decision is stored, every notice is delivered exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import aiohttp
+
+from bot.adapters.db import Database
+from bot.domain.values import Status, Verdict
+from bot.service_layer import services
+from bot.testing import FakeSlack
+from bot.testing.workspace import Person
+from tests.databases import sqlite_url
+from tests.reliability.ledger import Ledger
+from tests.reliability.processes import BotProcess
+
+REQUESTS, KILLS = 40, 12
+
+
+async def test_kill_minus_nine_at_random_moments(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "crash.db")
+    rng = random.Random(9)
+    async with FakeSlack() as slack:
+        bot = BotProcess(slack, url, tmp_path, OUTBOX_BASE_DELAY="0.05")
+        slack.bot_url = bot.url
+        for i in range(REQUESTS):
+            slack.add_person(Person(f"UREQ{i}", f"req{i}", f"Requester {i}"))
+        await bot.start()
+        acked_requests: set[str] = set()
+        acked_decisions: set[tuple[str, str]] = set()
+        kills = 0
+        done = asyncio.Event()
+
+        async def killer() -> None:
+            nonlocal kills
+            while not done.is_set() or kills < KILLS:
+                await asyncio.sleep(rng.uniform(0.2, 1.0))
+                await bot.kill()
+                kills += 1
+                await asyncio.sleep(rng.uniform(0.0, 0.2))
+                await bot.start()
+
+        async def attempt(action) -> object:  # type: ignore[no-untyped-def]
+            for _ in range(200):  # a person tries again when Slack says the app did not answer
+                try:
+                    reply = await action()
+                    if reply.status == 200:
+                        return reply
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                await asyncio.sleep(0.1)
+            raise AssertionError("the bot never came back")
+
+        async def one(i: int) -> None:
+            reply = await attempt(lambda: slack.slash(f"UREQ{i}", f"db-{i} <@UALICE> <@UBOB> crash test {i}"))
+            rid = reply.text.split("Request ")[1].split(" ")[0]  # type: ignore[attr-defined]
+            acked_requests.add(rid)
+            for user in ("UALICE", "UBOB"):
+                for _ in range(1200):
+                    if _dm(slack, user, rid) is not None:
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError(f"{user} never got a DM about {rid}")
+                await attempt(lambda u=user: slack.click(u, _dm(slack, u, rid).snapshot(), "approve_request"))
+                acked_decisions.add((rid, user))
+
+        killing = asyncio.create_task(killer())
+        try:
+            for start in range(0, REQUESTS, 5):
+                await asyncio.gather(*(one(i) for i in range(start, start + 5)))
+        finally:
+            done.set()
+            await killing
+        db = Database(url)
+        try:
+            for _ in range(600):
+                if not await services.outbox_entries(uow=db.uow(), statuses=("pending",), limit=1):
+                    break
+                await asyncio.sleep(0.1)
+            page = await services.list_requests(uow=db.uow(), per_page=100)
+            views = list(page.items)
+            stored = {v.id: v for v in views}
+            assert acked_requests <= set(stored)  # acked means recorded
+            for rid, user in acked_decisions:
+                decision = stored[rid].decision_of(user)
+                assert decision is not None and decision.verdict is Verdict.APPROVE
+            for view in views:  # a request whose ack was lost was asked for again: it may still be pending
+                assert view.status in (Status.APPROVED, Status.PENDING)
+                assert (view.status is Status.APPROVED) == (len(view.decisions) == 2)
+            Ledger.of(slack, views).assert_exactly_once()
+            assert await services.outbox_entries(uow=db.uow()) == []
+            print(
+                f"\ncrash test: {len(views)} requests stored, {kills} kill -9s, {len(acked_decisions)} acked "
+                f"decisions all stored, duplicates 0, lost 0"
+            )
+        finally:
+            await db.dispose()
+            await bot.stop()
+            await slack.close_http()
+    assert kills >= 10
+
+
+def _dm(slack: FakeSlack, user: str, rid: str):  # type: ignore[no-untyped-def]
+    return next(
+        (m for m in slack.dms(user) if ((m.metadata or {}).get("event_payload") or {}).get("request_id") == rid), None
+    )
