@@ -5,6 +5,7 @@ behaved as it should."""
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import tempfile
 import textwrap
@@ -30,6 +31,7 @@ class Demo:
     def show(self, who: str, text: str) -> None:
         for name, user in NAMES.items():
             text = text.replace(f"<@{name}>", f"@{user}")
+        text = html.unescape(text)  # Slack shows &lt; as <
         print(f"   {who} sees:")
         print(textwrap.indent(text.strip(), "   │ "))
 

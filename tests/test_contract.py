@@ -147,3 +147,18 @@ async def test_socket_mode_process(slack: FakeSlack, tmp_path: Path) -> None:
     assert code == 0, err
     assert APP_TOKEN not in err and BOT_TOKEN not in err
     assert json.dumps(slack.socket.acks)
+
+
+async def test_a_refused_app_token_exits_with_one_line(slack: FakeSlack, tmp_path: Path) -> None:
+    env = clean_env(
+        PYTHONPATH=str(ROOT),
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_APP_TOKEN="xapp-revoked",
+        SLACK_API_URL=slack.api_url,
+        DATABASE_URL=sqlite_url(tmp_path / "r.db"),
+    )
+    process = await start(env, tmp_path)
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    assert err.decode().strip().splitlines()[-1].startswith("Slack refused to connect (invalid_auth)")
+    assert "xapp-revoked" not in err.decode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from bot.domain.model import AccessRequest, DecisionOutcome
 from bot.domain.values import Approver, Decision, Status, Verdict
@@ -74,3 +75,11 @@ class Page:
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.per_page))
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    actor_id: str | None
+    action: str
+    details: dict[str, Any]

@@ -10,12 +10,12 @@ from typing import TypeVar
 from sqlalchemy.exc import IntegrityError
 
 from bot.adapters.outbox import DEAD, DONE, FAILED, SKIPPED, Claimed
-from bot.adapters.repository import ConcurrentUpdate, RequestFilter
+from bot.adapters.repository import ConcurrentUpdate, RequestFilter, utc
 from bot.domain import errors
 from bot.domain.model import AccessRequest, DecisionOutcome
 from bot.domain.values import Approver, Policy, Status, Verdict
 from bot.service_layer import notices
-from bot.service_layer.results import DecisionResult, Page, RequestView
+from bot.service_layer.results import AuditEntry, DecisionResult, Page, RequestView
 from bot.service_layer.unit_of_work import AbstractUnitOfWork
 
 T = TypeVar("T")
@@ -266,6 +266,30 @@ async def list_requests(
 async def pending_for_approver(*, uow: AbstractUnitOfWork, approver_id: str, limit: int = 20) -> list[RequestView]:
     async with uow:
         return [RequestView.of(r) for r in await uow.requests.pending_for_approver(approver_id, limit=limit)]
+
+
+async def record_refusal(
+    *, uow: AbstractUnitOfWork, actor_id: str, action: str, request_id: str | None, message: str
+) -> None:
+    """Write a refusal the Slack layer made (e.g. an admin command by someone who is not an admin)."""
+    async with uow:
+        await uow.audit.record(
+            action=f"refused.{action}",
+            actor_id=actor_id,
+            request_id=request_id,
+            at=utcnow(),
+            details={"message": message},
+        )
+        await uow.commit()
+
+
+async def audit_trail(*, uow: AbstractUnitOfWork, request_id: str) -> list[AuditEntry]:
+    """Everything that happened to a request, oldest first."""
+    async with uow:
+        return [
+            AuditEntry(utc(a.at), a.actor_id, a.action, dict(a.details))
+            for a in await uow.audit.for_request(request_id)
+        ]
 
 
 async def _locked(uow: AbstractUnitOfWork, request_id: str) -> AccessRequest:

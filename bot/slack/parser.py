@@ -6,12 +6,12 @@ import re
 from dataclasses import dataclass
 
 USAGE = (
-    "Usage: `/access-request <resource> @approver1 @approver2 [for 4h] <justification>`\n"
+    "Usage: `/access-request &lt;resource&gt; @approver1 @approver2 [for 4h] &lt;justification&gt;`\n"
     "Or: `/access-request` alone for a form; `list [mine|todo|pending|approved|denied|cancelled|expired] [page]`, "
-    "`status <id>`, `cancel <id>`, `help`."
+    "`status &lt;id&gt;`, `cancel &lt;id&gt;`, `help`. Admins: `list all`, `export &lt;id&gt;`, `outbox [retry]`."
 )
 LIST_FILTERS = ("mine", "todo", "pending", "approved", "denied", "cancelled", "expired", "all")
-SUBCOMMANDS = ("help", "list", "status", "cancel")
+SUBCOMMANDS = ("help", "list", "status", "cancel", "export", "outbox")
 
 USER = re.compile(r"<@([UW][A-Z0-9]{1,30})(?:\|[^<>]*)?>")
 TOKEN = re.compile(r"<([^<>]*)>")
@@ -49,6 +49,20 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class Export:
+    """Admins: a request's whole audit trail."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Outbox:
+    """Admins: notices Slack did not accept; ``retry`` queues them again."""
+
+    retry: bool = False
+
+
+@dataclass(frozen=True)
 class Create:
     resource: str
     approver_ids: tuple[str, ...]
@@ -61,7 +75,7 @@ class Invalid:
     message: str
 
 
-Command = Help | OpenForm | ListRequests | ShowStatus | Cancel | Create | Invalid
+Command = Help | OpenForm | ListRequests | ShowStatus | Cancel | Export | Outbox | Create | Invalid
 
 
 def parse(text: str, *, approvers: int = 2) -> Command:
@@ -95,12 +109,18 @@ def _subcommand(name: str, args: list[str]) -> Command:
         if len(words) > 1 or (words and words[0] not in LIST_FILTERS):
             return Invalid(f"`list` takes one of {', '.join(LIST_FILTERS)}, and a page number.\n{USAGE}")
         return ListRequests(words[0] if words else "mine", page)
+    if name == "outbox":
+        if [a.lower() for a in args] not in ([], ["retry"]):
+            return Invalid("`outbox` lists notices Slack did not accept; `outbox retry` queues them again.")
+        return Outbox(retry=bool(args))
     if len(args) != 1:
         return Invalid(f"`{name}` takes one request id, e.g. `{name} AR-7K2M9QXD`.\n{USAGE}")
     request_id = args[0].strip("`*_").upper()
     if not REQUEST_ID.match(request_id):
         return Invalid(f"`{_shown(args[0])}` is not a request id; ids look like `AR-7K2M9QXD`.")
-    return ShowStatus(request_id) if name == "status" else Cancel(request_id)
+    if name == "status":
+        return ShowStatus(request_id)
+    return Cancel(request_id) if name == "cancel" else Export(request_id)
 
 
 def _not_people(text: str) -> str | None:
@@ -158,6 +178,7 @@ def _label(token: str) -> str:
 
 
 def _shown(value: str) -> str:
-    """User text quoted back in an error: no backticks, bounded, escaped by the renderer."""
+    """User text quoted back in an error: no backticks, bounded, escaped for mrkdwn."""
     value = value.replace("`", "'")
-    return value if len(value) <= 40 else value[:39] + "…"
+    value = value if len(value) <= 40 else value[:39] + "…"
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

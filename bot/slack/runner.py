@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from sqlalchemy import text
+from slack_sdk.errors import SlackApiError
 
 from bot.adapters.database import is_sqlite
 from bot.adapters.db import Database
@@ -19,6 +20,7 @@ from bot.slack.app import build_app
 
 log = logging.getLogger("bot")
 EVENTS_PATH = "/slack/events"
+SOCKET_CONNECT_TIMEOUT = 30.0
 
 
 class BotServer:
@@ -43,8 +45,11 @@ class BotServer:
         self.dispatcher.start()
         if self.settings.socket_mode:
             assert self.settings.slack_app_token is not None
-            self._socket = AsyncSocketModeHandler(self.app, self.settings.slack_app_token.get_secret_value())
-            await self._socket.connect_async()  # type: ignore[no-untyped-call]
+            app_token = self.settings.slack_app_token.get_secret_value()
+            # slack-sdk's client retries a refused token forever; ask once ourselves so a wrong one fails fast.
+            await self.app.client.apps_connections_open(app_token=app_token)
+            self._socket = AsyncSocketModeHandler(self.app, app_token)
+            await asyncio.wait_for(self._socket.connect_async(), SOCKET_CONNECT_TIMEOUT)  # type: ignore[no-untyped-call]
             log.info("Connected to Slack over Socket Mode")
             return
         web_app = self.app.web_app(path=EVENTS_PATH)
@@ -58,8 +63,7 @@ class BotServer:
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         try:
-            async with self.db.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            await self.db.ping()
         except Exception as exc:
             log.error("health check: database unreachable: %s", type(exc).__name__)
             return web.json_response({"ok": False, "database": "unreachable"}, status=503)
@@ -78,7 +82,17 @@ class BotServer:
 async def run_bot(settings: Settings) -> int:
     logging.getLogger().setLevel(settings.log_level.upper())
     server = BotServer(settings)
-    await server.start()
+    try:
+        await server.start()
+    except SlackApiError as refused:
+        error = refused.response.get("error")
+        print(
+            f"Slack refused to connect ({error}): check SLACK_APP_TOKEN (an app-level xapp- token with "
+            "connections:write); see README.md, 'Installing it in your workspace'.",
+            file=sys.stderr,
+        )
+        await server.stop()
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -37,8 +37,8 @@ class BotProcess:
             DATABASE_URL=database_url,
             NOTIFY_CHANNEL="CNOTIFY",
             LOG_LEVEL="WARNING",
-            **env,
         )
+        self.env.update(env)
         self.process: asyncio.subprocess.Process | None = None
         self.log = workdir / f"bot-{self.port}.log"
 

@@ -17,13 +17,15 @@ from bot.slack import forms
 from bot.slack.common import guarded
 from bot.slack.deps import Deps
 from bot.slack.home import from_home, publish_home, tell
+from bot.slack.parser import REQUEST_ID
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
     @guarded
     async def on_approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
-        user, request_id = body["user"]["id"], body["actions"][0]["value"]
+        user = body["user"]["id"]
         try:
+            request_id = request_id_of(body)
             result = await services.approve(uow=deps.uow(), request_id=request_id, approver_id=user)
         except DomainError as refused:
             await ack()
@@ -38,8 +40,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @guarded
     async def on_deny(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
         await ack()
-        user, request_id = body["user"]["id"], body["actions"][0]["value"]
+        user = body["user"]["id"]
         try:
+            request_id = request_id_of(body)
             view = await services.check_decision(
                 uow=deps.uow(), request_id=request_id, approver_id=user, verdict=Verdict.DENY
             )
@@ -51,8 +54,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
     @guarded
     async def on_cancel(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
-        user, request_id = body["user"]["id"], body["actions"][0]["value"]
+        user = body["user"]["id"]
         try:
+            request_id = request_id_of(body)
             await services.cancel(uow=deps.uow(), request_id=request_id, user_id=user)
         except DomainError as refused:
             await ack()
@@ -64,6 +68,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
     app.action(b.APPROVE)(on_approve)
     app.action(b.DENY)(on_deny)
     app.action(b.CANCEL)(on_cancel)
+
+
+def request_id_of(body: dict[str, Any]) -> str:
+    """The request a button names; a value that is not one of our ids is refused before anything else."""
+    value = str(body["actions"][0].get("value", ""))
+    if not REQUEST_ID.match(value):
+        raise DomainError("This button does not belong to an access request.")
+    return value
 
 
 def origin_of(private_metadata: str) -> dict[str, Any]:

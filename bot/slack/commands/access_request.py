@@ -15,6 +15,7 @@ from bot.service_layer.results import Page, RequestView
 from bot.slack import blocks as b
 from bot.slack import forms
 from bot.slack import parser as p
+from bot.slack.commands import admin
 from bot.slack.common import guarded, reply
 from bot.slack.deps import Deps
 from bot.slack.directory import resolve_approvers
@@ -45,6 +46,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 case p.Cancel(request_id):
                     await services.cancel(uow=deps.uow(), request_id=request_id, user_id=user)
                     await ack(**reply(b.notice(f"Request {request_id} is cancelled.")))
+                case p.Export(request_id):
+                    await ack(**reply(await admin.export(deps, user, request_id)))
+                case p.Outbox(retry):
+                    await ack(**reply(await admin.outbox(deps, user, retry=retry)))
                 case p.Create():
                     await _create(deps, parsed, command, client, ack, respond)
         except DomainError as refused:
@@ -92,7 +97,11 @@ async def _create(
 async def _visible(deps: Deps, user: str, request_id: str) -> RequestView:
     view = await services.get(uow=deps.uow(), request_id=request_id)
     if user != view.requester_id and not view.is_approver(user) and user not in deps.admins:
-        raise DomainError(f"You can only see requests you made or were asked to approve; {request_id} is neither.")
+        message = f"You can only see requests you made or were asked to approve; {request_id} is neither."
+        await services.record_refusal(
+            uow=deps.uow(), actor_id=user, action="status", request_id=request_id, message=message
+        )
+        raise DomainError(message)
     return view
 
 
@@ -108,8 +117,7 @@ async def _list(deps: Deps, user: str, which: str, page: int) -> tuple[str, list
         result = await services.list_requests(uow=uow(), requester_id=user, page=page)
         return b.request_list("Your requests", result, "list mine")
     if which == "all":
-        if user not in deps.admins:
-            raise DomainError("Only the bot's admins (ADMIN_USERS) can list everyone's requests.")
+        await admin.require_admin(deps, user, "list everyone's requests")
         result = await services.list_requests(uow=uow(), page=page)
         return b.request_list("All requests", result, "list all")
     result = await services.list_requests(uow=uow(), status=STATUSES[which], involving=user, page=page)

@@ -14,6 +14,7 @@ from bot.slack.actions.decisions import origin_of
 from bot.slack.common import guarded
 from bot.slack.deps import Deps
 from bot.slack.home import publish_home
+from bot.slack.parser import REQUEST_ID
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -22,6 +23,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
         user = body["user"]["id"]
         origin = origin_of(view.get("private_metadata", ""))
         request_id = str(origin.get("request_id", ""))
+        if not REQUEST_ID.match(request_id):
+            await ack(response_action="errors", errors={"reason": "This form does not belong to an access request."})
+            return
         reason = ((view["state"]["values"].get("reason") or {}).get("value") or {}).get("value")
         try:
             result = await services.deny(uow=deps.uow(), request_id=request_id, approver_id=user, reason=reason)
