@@ -20,7 +20,12 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> AsyncEngine:
+    """The engine for ``url``. On SQLite, ``read_only`` engines begin deferred transactions (readers do not
+    wait for the writer under WAL); the others begin IMMEDIATE."""
+    # Every unit of work ends its transaction itself (commit, or rollback on close), so the pool need not
+    # roll back again when a connection comes back: one round trip less per unit.
+    kwargs.setdefault("pool_reset_on_return", None)
     if not is_sqlite(url):
         kwargs.setdefault("pool_pre_ping", True)
         return create_async_engine(url, **kwargs)
@@ -32,7 +37,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         )
     engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
     event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
-    event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+    event.listen(engine.sync_engine, "begin", _sqlite_begin_deferred if read_only else _sqlite_on_begin)
     return engine
 
 
@@ -52,6 +57,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_on_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_begin_deferred(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

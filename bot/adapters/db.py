@@ -19,11 +19,13 @@ class Database:
         self.engine: AsyncEngine = create_engine(url)
         self.session_factory = create_session_factory(self.engine)
         self._write_lock = asyncio.Lock() if is_sqlite(url) else None
+        self.read_engine: AsyncEngine | None = create_engine(url, read_only=True) if is_sqlite(url) else None
+        self.read_session_factory = create_session_factory(self.read_engine) if self.read_engine else None
         self.after_commit: Callable[[], None] | None = None  # e.g. wake the outbox dispatcher
 
     def uow(self) -> SqlUnitOfWork:
         """A new Unit of Work; pass this method where a UoW factory is wanted."""
-        return SqlUnitOfWork(self.session_factory, self._write_lock, self.after_commit)
+        return SqlUnitOfWork(self.session_factory, self._write_lock, self.after_commit, self.read_session_factory)
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
@@ -35,3 +37,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not None:
+            await self.read_engine.dispose()

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
-from sqlmodel import col, select
 
 from bot.adapters.repository import utc
 from bot.adapters.tables import OutboxRow
-from bot.service_layer.notices import Notice
+from bot.service_layer.notices import UPDATE_CHANNEL, UPDATE_DM, Notice
 
 PENDING, DONE, SKIPPED, FAILED, DEAD = "pending", "done", "skipped", "failed", "dead"
+UPDATES = (UPDATE_DM, UPDATE_CHANNEL)
+OUTBOX: sa.Table = OutboxRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,8 @@ class Claimed:
         return self.claims > 1 or self.attempts > 0
 
     @classmethod
-    def of(cls, row: OutboxRow) -> Claimed:
-        assert row.id is not None
+    def of(cls, row: Any) -> Claimed:
+        """From a row of the outbox table."""
         return cls(
             row.id,
             row.dedupe_key,
@@ -62,8 +62,8 @@ class Claimed:
 
 class AbstractOutbox(abc.ABC):
     @abc.abstractmethod
-    async def add(self, notice: Notice, *, at: datetime) -> bool:
-        """Queue a notice; False if one with its dedupe key was ever queued."""
+    async def add_many(self, notices: list[Notice], *, at: datetime) -> bool:
+        """Queue notices, each unless one with its dedupe key was ever queued; True if any was new."""
 
     @abc.abstractmethod
     async def claim(self, *, by: str, now: datetime, lease: timedelta, limit: int) -> list[Claimed]: ...
@@ -89,90 +89,129 @@ class SqlOutbox(AbstractOutbox):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, notice: Notice, *, at: datetime) -> bool:
-        exists = select(OutboxRow.id).where(OutboxRow.dedupe_key == notice.dedupe_key)
-        if (await self.session.execute(exists)).first() is not None:
-            return False
-        self.session.add(
-            OutboxRow(
-                dedupe_key=notice.dedupe_key,
-                request_id=notice.request_id,
-                target=notice.target,
-                action=notice.action,
-                subject=notice.subject,
-                details=notice.details,
-                next_attempt_at=at,
-                created_at=at,
-            )
+    async def add_many(self, notices: list[Notice], *, at: datetime) -> bool:
+        keys = [n.dedupe_key for n in notices]
+        known = set(
+            (await self.session.execute(sa.select(OUTBOX.c.dedupe_key).where(OUTBOX.c.dedupe_key.in_(keys)))).scalars()
         )
-        return True
+        new = [n for n in notices if n.dedupe_key not in known]
+        if new:
+            await self.session.execute(
+                sa.insert(OUTBOX),
+                [
+                    {
+                        "dedupe_key": n.dedupe_key,
+                        "request_id": n.request_id,
+                        "target": n.target,
+                        "action": n.action,
+                        "subject": n.subject,
+                        "details": n.details,
+                        "status": PENDING,
+                        "attempts": 0,
+                        "claims": 0,
+                        "next_attempt_at": at,
+                        "created_at": at,
+                    }
+                    for n in new
+                ],
+            )
+        return bool(new)
 
     async def claim(self, *, by: str, now: datetime, lease: timedelta, limit: int) -> list[Claimed]:
-        earlier = aliased(OutboxRow)
+        await self._skip_superseded_updates(now)
+        earlier = OUTBOX.alias("earlier")
         blocked = (
-            select(earlier.id)
+            sa.select(earlier.c.id)
             .where(
-                earlier.request_id == OutboxRow.request_id,
-                earlier.target == OutboxRow.target,
-                col(earlier.id) < col(OutboxRow.id),
-                earlier.status == PENDING,
+                earlier.c.request_id == OUTBOX.c.request_id,
+                earlier.c.target == OUTBOX.c.target,
+                earlier.c.id < OUTBOX.c.id,
+                earlier.c.status == PENDING,
             )
             .exists()
         )
         query = (
-            select(OutboxRow)
+            sa.select(OUTBOX)
             .where(
-                OutboxRow.status == PENDING,
-                col(OutboxRow.next_attempt_at) <= now,
-                sa.or_(col(OutboxRow.lease_until).is_(None), col(OutboxRow.lease_until) < now),
+                OUTBOX.c.status == PENDING,
+                OUTBOX.c.next_attempt_at <= now,
+                sa.or_(OUTBOX.c.lease_until.is_(None), OUTBOX.c.lease_until < now),
                 ~blocked,
             )
-            .order_by(col(OutboxRow.id))
+            .order_by(OUTBOX.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
-            .execution_options(populate_existing=True)
         )
-        rows = list((await self.session.execute(query)).scalars())
-        for row in rows:
-            row.lease_until, row.claimed_by, row.claims = now + lease, by, row.claims + 1
-        await self.session.flush()
-        return [Claimed.of(r) for r in rows]
+        rows = (await self.session.execute(query)).all()
+        if not rows:
+            return []
+        await self.session.execute(
+            sa.update(OUTBOX)
+            .where(OUTBOX.c.id.in_([r.id for r in rows]))
+            .values(lease_until=now + lease, claimed_by=by, claims=OUTBOX.c.claims + 1)
+        )
+        return [replace(Claimed.of(r), claims=r.claims + 1) for r in rows]
+
+    async def _skip_superseded_updates(self, now: datetime) -> None:
+        """An update renders the request as it is when delivered, so an update not yet started is superseded
+        by a later one of the same message: skip it (fewer calls to Slack, same final state)."""
+        later = OUTBOX.alias("later")
+        newer = (
+            sa.select(later.c.id)
+            .where(
+                later.c.request_id == OUTBOX.c.request_id,
+                later.c.target == OUTBOX.c.target,
+                later.c.action == OUTBOX.c.action,
+                later.c.id > OUTBOX.c.id,
+                later.c.status == PENDING,
+            )
+            .exists()
+        )
+        await self.session.execute(
+            sa.update(OUTBOX)
+            .where(
+                OUTBOX.c.status == PENDING,
+                OUTBOX.c.action.in_(UPDATES),
+                OUTBOX.c.lease_until.is_(None),
+                OUTBOX.c.attempts == 0,
+                newer,
+            )
+            .values(status=SKIPPED, finished_at=now, last_error="superseded by a later update")
+        )
 
     async def finish(self, notice_id: int, *, status: str, at: datetime, error: str | None = None) -> None:
         await self.session.execute(
-            sa.update(OutboxRow)
-            .where(col(OutboxRow.id) == notice_id)
+            sa.update(OUTBOX)
+            .where(OUTBOX.c.id == notice_id)
             .values(status=status, finished_at=at, lease_until=None, last_error=error)
-            .execution_options(synchronize_session=False)
         )
 
     async def reschedule(self, notice_id: int, *, at: datetime, error: str) -> int:
-        row = await self.session.get(OutboxRow, notice_id, populate_existing=True)
-        assert row is not None
-        row.attempts, row.next_attempt_at, row.lease_until, row.last_error = row.attempts + 1, at, None, error[:255]
-        await self.session.flush()
-        return row.attempts
+        await self.session.execute(
+            sa.update(OUTBOX)
+            .where(OUTBOX.c.id == notice_id)
+            .values(attempts=OUTBOX.c.attempts + 1, next_attempt_at=at, lease_until=None, last_error=error[:255])
+        )
+        attempts = await self.session.execute(sa.select(OUTBOX.c.attempts).where(OUTBOX.c.id == notice_id))
+        return int(attempts.scalar_one())
 
     async def release_leases(self) -> int:
         result = await self.session.execute(
-            sa.update(OutboxRow)
-            .where(col(OutboxRow.status) == PENDING, col(OutboxRow.lease_until).is_not(None))
+            sa.update(OUTBOX)
+            .where(OUTBOX.c.status == PENDING, OUTBOX.c.lease_until.is_not(None))
             .values(lease_until=None)
-            .execution_options(synchronize_session=False)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def find(self, *, statuses: tuple[str, ...], limit: int) -> list[Claimed]:
-        query = select(OutboxRow).where(col(OutboxRow.status).in_(statuses)).order_by(col(OutboxRow.id)).limit(limit)
-        return [Claimed.of(r) for r in (await self.session.execute(query)).scalars()]
+        query = sa.select(OUTBOX).where(OUTBOX.c.status.in_(statuses)).order_by(OUTBOX.c.id).limit(limit)
+        return [Claimed.of(r) for r in (await self.session.execute(query)).all()]
 
     async def requeue(self, notice_ids: list[int] | None, *, at: datetime) -> int:
-        query = sa.update(OutboxRow).where(col(OutboxRow.status).in_((DEAD, FAILED)))
+        query = sa.update(OUTBOX).where(OUTBOX.c.status.in_((DEAD, FAILED)))
         if notice_ids is not None:
-            query = query.where(col(OutboxRow.id).in_(notice_ids))
+            query = query.where(OUTBOX.c.id.in_(notice_ids))
         result = await self.session.execute(
-            query.values(
-                status=PENDING, attempts=0, next_attempt_at=at, lease_until=None, finished_at=None
-            ).execution_options(synchronize_session=False)
+            query.values(status=PENDING, attempts=0, next_attempt_at=at, lease_until=None, finished_at=None)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]

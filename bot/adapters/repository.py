@@ -25,6 +25,12 @@ from bot.adapters.tables import (
 from bot.domain.model import AccessRequest
 from bot.domain.values import Approver, Decision, Status, Verdict
 
+REQUESTS: sa.Table = AccessRequestRow.__table__  # type: ignore[attr-defined]
+APPROVERS: sa.Table = ApproverRow.__table__  # type: ignore[attr-defined]
+DECISIONS: sa.Table = DecisionRow.__table__  # type: ignore[attr-defined]
+AUDIT: sa.Table = AuditRow.__table__  # type: ignore[attr-defined]
+MESSAGES: sa.Table = SlackMessageRow.__table__  # type: ignore[attr-defined]
+
 
 class ConcurrentUpdate(Exception):
     """Another transaction changed the request between our read and our write; retry the unit."""
@@ -79,15 +85,17 @@ class AbstractRequestRepository(abc.ABC):
 
 
 class SqlRequestRepository(AbstractRequestRepository):
+    """SQL through SQLAlchemy Core on the SQLModel tables: rows map straight to domain objects (no ORM
+    identity map, so nothing stale after a lock, and no per-row ORM cost on the hot path)."""
+
     def __init__(self, session: AsyncSession) -> None:
         super().__init__()
         self.session = session
         self._loaded: dict[str, tuple[Status, int]] = {}
 
     async def _add(self, request: AccessRequest, idempotency_key: str | None) -> None:
-        self.session.add(
-            AccessRequestRow(
-                idempotency_key=idempotency_key,
+        await self.session.execute(
+            sa.insert(REQUESTS).values(
                 id=request.id,
                 requester_id=request.requester_id,
                 requester_name=request.requester_name,
@@ -98,118 +106,111 @@ class SqlRequestRepository(AbstractRequestRepository):
                 status=request.status.value,
                 created_at=request.created_at,
                 updated_at=request.updated_at,
+                idempotency_key=idempotency_key,
             )
         )
-        await self.session.flush()
-        self.session.add_all(
-            ApproverRow(
-                request_id=request.id,
-                position=i,
-                user_id=a.user_id,
-                display_name=a.display_name,
-                email=a.email,
-            )
-            for i, a in enumerate(request.approvers)
+        await self.session.execute(
+            sa.insert(APPROVERS),
+            [
+                {
+                    "request_id": request.id,
+                    "position": i,
+                    "user_id": a.user_id,
+                    "display_name": a.display_name,
+                    "email": a.email,
+                }
+                for i, a in enumerate(request.approvers)
+            ],
         )
-        await self.session.flush()
         self._loaded[request.id] = (request.status, len(request.decisions))
 
     async def by_idempotency_key(self, key: str) -> AccessRequest | None:
-        query = select(AccessRequestRow).where(AccessRequestRow.idempotency_key == key)
-        row = (await self.session.execute(query)).scalar_one_or_none()
-        return None if row is None else (await self._hydrate([row]))[0]
+        rows = (await self.session.execute(sa.select(REQUESTS).where(REQUESTS.c.idempotency_key == key))).all()
+        found = await self._hydrate(rows)
+        return found[0] if found else None
 
     async def _get(self, request_id: str, *, for_update: bool) -> AccessRequest | None:
-        query = select(AccessRequestRow).where(AccessRequestRow.id == request_id)
+        query = sa.select(REQUESTS).where(REQUESTS.c.id == request_id)
         if for_update:
-            # populate_existing: never hand back attributes the identity map cached before the lock.
-            query = query.with_for_update().execution_options(populate_existing=True)
-        row = (await self.session.execute(query)).scalar_one_or_none()
-        if row is None:
-            return None
-        hydrated: list[AccessRequest] = await self._hydrate([row])
-        return hydrated[0]
+            query = query.with_for_update()  # PostgreSQL: the row lock; SQLite: BEGIN IMMEDIATE already holds
+        found = await self._hydrate((await self.session.execute(query)).all())
+        return found[0] if found else None
 
     async def save(self, request: AccessRequest) -> None:
         status, known = self._loaded[request.id]
         new = request.decisions[known:]
-        try:
-            for d in new:
-                self.session.add(
-                    DecisionRow(
-                        request_id=request.id,
-                        approver_id=d.approver_id,
-                        verdict=d.verdict.value,
-                        reason=d.reason,
-                        decided_at=d.decided_at,
-                    )
+        if new:
+            try:
+                await self.session.execute(
+                    sa.insert(DECISIONS),
+                    [
+                        {
+                            "request_id": request.id,
+                            "approver_id": d.approver_id,
+                            "verdict": d.verdict.value,
+                            "reason": d.reason,
+                            "decided_at": d.decided_at,
+                        }
+                        for d in new
+                    ],
                 )
-            await self.session.flush()
-        except IntegrityError as exc:
-            raise ConcurrentUpdate(f"decision on {request.id} already recorded") from exc
+            except IntegrityError as exc:
+                raise ConcurrentUpdate(f"decision on {request.id} already recorded") from exc
         moved = await self.session.execute(
-            sa.update(AccessRequestRow)
-            .where(col(AccessRequestRow.id) == request.id, col(AccessRequestRow.status) == status.value)
+            sa.update(REQUESTS)
+            .where(REQUESTS.c.id == request.id, REQUESTS.c.status == status.value)
             .values(status=request.status.value, updated_at=request.updated_at)
-            .execution_options(synchronize_session=False)
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             raise ConcurrentUpdate(f"request {request.id} changed under us")
         self._loaded[request.id] = (request.status, len(request.decisions))
 
     async def find(self, where: RequestFilter, *, limit: int, offset: int = 0) -> list[AccessRequest]:
-        query = self._filtered(select(AccessRequestRow), where)
-        query = query.order_by(col(AccessRequestRow.created_at).desc(), col(AccessRequestRow.id).desc())
-        rows = (await self.session.execute(query.limit(limit).offset(offset))).scalars().all()
-        return await self._hydrate(rows)
+        query = self._filtered(sa.select(REQUESTS), where)
+        query = query.order_by(REQUESTS.c.created_at.desc(), REQUESTS.c.id.desc()).limit(limit).offset(offset)
+        return await self._hydrate((await self.session.execute(query)).all())
 
     async def count(self, where: RequestFilter) -> int:
-        query = self._filtered(select(sa.func.count()).select_from(AccessRequestRow), where)
+        query = self._filtered(sa.select(sa.func.count()).select_from(REQUESTS), where)
         return int((await self.session.execute(query)).scalar_one())
 
     async def pending_for_approver(self, approver_id: str, *, limit: int) -> list[AccessRequest]:
-        decided = select(DecisionRow.request_id).where(DecisionRow.approver_id == approver_id)
+        decided = sa.select(DECISIONS.c.request_id).where(DECISIONS.c.approver_id == approver_id)
         query = (
-            self._filtered(select(AccessRequestRow), RequestFilter(Status.PENDING, approver_id=approver_id))
-            .where(col(AccessRequestRow.id).not_in(decided))
-            .order_by(col(AccessRequestRow.created_at).desc(), col(AccessRequestRow.id).desc())
+            self._filtered(sa.select(REQUESTS), RequestFilter(Status.PENDING, approver_id=approver_id))
+            .where(REQUESTS.c.id.not_in(decided))
+            .order_by(REQUESTS.c.created_at.desc(), REQUESTS.c.id.desc())
             .limit(limit)
         )
-        return await self._hydrate((await self.session.execute(query)).scalars().all())
+        return await self._hydrate((await self.session.execute(query)).all())
 
     @staticmethod
     def _filtered(query: Any, where: RequestFilter) -> Any:
         if where.status is not None:
-            query = query.where(AccessRequestRow.status == where.status.value)
+            query = query.where(REQUESTS.c.status == where.status.value)
         if where.requester_id is not None:
-            query = query.where(AccessRequestRow.requester_id == where.requester_id)
+            query = query.where(REQUESTS.c.requester_id == where.requester_id)
         if where.approver_id is not None:
-            named = select(ApproverRow.request_id).where(ApproverRow.user_id == where.approver_id)
-            query = query.where(col(AccessRequestRow.id).in_(named))
+            named = sa.select(APPROVERS.c.request_id).where(APPROVERS.c.user_id == where.approver_id)
+            query = query.where(REQUESTS.c.id.in_(named))
         if where.involving is not None:
-            named = select(ApproverRow.request_id).where(ApproverRow.user_id == where.involving)
-            query = query.where(
-                sa.or_(col(AccessRequestRow.requester_id) == where.involving, col(AccessRequestRow.id).in_(named))
-            )
+            named = sa.select(APPROVERS.c.request_id).where(APPROVERS.c.user_id == where.involving)
+            query = query.where(sa.or_(REQUESTS.c.requester_id == where.involving, REQUESTS.c.id.in_(named)))
         return query
 
-    async def _hydrate(self, rows: Sequence[AccessRequestRow]) -> list[AccessRequest]:
+    async def _hydrate(self, rows: Sequence[Any]) -> list[AccessRequest]:
         ids = [r.id for r in rows]
         if not ids:
             return []
-        approvers: dict[str, list[ApproverRow]] = defaultdict(list)
-        for a in (
-            await self.session.execute(
-                select(ApproverRow).where(col(ApproverRow.request_id).in_(ids)).order_by(col(ApproverRow.position))
-            )
-        ).scalars():
+        approvers: dict[str, list[Any]] = defaultdict(list)
+        decisions: dict[str, list[Any]] = defaultdict(list)
+        of_approvers = APPROVERS.c.request_id == ids[0] if len(ids) == 1 else APPROVERS.c.request_id.in_(ids)
+        query = sa.select(APPROVERS).where(of_approvers).order_by(APPROVERS.c.position)
+        for a in (await self.session.execute(query)).all():
             approvers[a.request_id].append(a)
-        decisions: dict[str, list[DecisionRow]] = defaultdict(list)
-        for d in (
-            await self.session.execute(
-                select(DecisionRow).where(col(DecisionRow.request_id).in_(ids)).order_by(col(DecisionRow.id))
-            )
-        ).scalars():
+        of_decisions = DECISIONS.c.request_id == ids[0] if len(ids) == 1 else DECISIONS.c.request_id.in_(ids)
+        query = sa.select(DECISIONS).where(of_decisions).order_by(DECISIONS.c.id)
+        for d in (await self.session.execute(query)).all():
             decisions[d.request_id].append(d)
         result = []
         for r in rows:
@@ -268,7 +269,9 @@ class SqlAuditLog(AbstractAuditLog):
         details: dict[str, Any],
         at: datetime,
     ) -> None:
-        self.session.add(AuditRow(at=at, actor_id=actor_id, action=action, request_id=request_id, details=details))
+        await self.session.execute(
+            sa.insert(AUDIT).values(at=at, actor_id=actor_id, action=action, request_id=request_id, details=details)
+        )
 
     async def for_request(self, request_id: str) -> list[AuditRow]:
         await self.session.flush()
@@ -280,7 +283,8 @@ class AbstractMessageLog(abc.ABC):
     """Slack messages posted about each request, keyed by purpose (``dm:U123``, ``channel``, ...)."""
 
     @abc.abstractmethod
-    async def for_request(self, request_id: str) -> dict[str, SlackMessageRow]: ...
+    async def for_request(self, request_id: str) -> dict[str, tuple[str, str]]:
+        """Purpose -> (channel id, ts)."""
 
     @abc.abstractmethod
     async def record(self, *, request_id: str, purpose: str, channel_id: str, ts: str, at: datetime) -> bool:
@@ -291,20 +295,21 @@ class SqlMessageLog(AbstractMessageLog):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def for_request(self, request_id: str) -> dict[str, SlackMessageRow]:
-        query = select(SlackMessageRow).where(SlackMessageRow.request_id == request_id)
-        return {m.purpose: m for m in (await self.session.execute(query)).scalars()}
+    async def for_request(self, request_id: str) -> dict[str, tuple[str, str]]:
+        query = sa.select(MESSAGES.c.purpose, MESSAGES.c.channel_id, MESSAGES.c.ts).where(
+            MESSAGES.c.request_id == request_id
+        )
+        return {m.purpose: (m.channel_id, m.ts) for m in (await self.session.execute(query)).all()}
 
     async def record(self, *, request_id: str, purpose: str, channel_id: str, ts: str, at: datetime) -> bool:
-        query = select(SlackMessageRow).where(
-            SlackMessageRow.request_id == request_id, SlackMessageRow.purpose == purpose
-        )
-        if (await self.session.execute(query)).scalar_one_or_none() is not None:
+        query = sa.select(MESSAGES.c.ts).where(MESSAGES.c.request_id == request_id, MESSAGES.c.purpose == purpose)
+        if (await self.session.execute(query)).first() is not None:
             return False
-        self.session.add(
-            SlackMessageRow(request_id=request_id, purpose=purpose, channel_id=channel_id, ts=ts, posted_at=at)
+        await self.session.execute(
+            sa.insert(MESSAGES).values(
+                request_id=request_id, purpose=purpose, channel_id=channel_id, ts=ts, posted_at=at
+            )
         )
-        await self.session.flush()
         return True
 
 

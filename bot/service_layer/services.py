@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -156,7 +157,7 @@ async def check_decision(
     but the refusal."""
 
     async def unit() -> RequestView:
-        async with uow:
+        async with uow.reading():
             request = await uow.requests.get(request_id)
             if request is None:
                 raise errors.RequestNotFound(f"There is no request {request_id}. Check the id, e.g. AR-7K2M9QXD.")
@@ -179,8 +180,18 @@ async def record_message(*, uow: AbstractUnitOfWork, request_id: str, purpose: s
 
 async def messages_for(*, uow: AbstractUnitOfWork, request_id: str) -> dict[str, tuple[str, str]]:
     """Purpose -> (channel id, ts) of every message posted about a request."""
-    async with uow:
-        return {p: (m.channel_id, m.ts) for p, m in (await uow.messages.for_request(request_id)).items()}
+    async with uow.reading():
+        return await uow.messages.for_request(request_id)
+
+
+async def notice_context(*, uow: AbstractUnitOfWork, request_id: str) -> tuple[RequestView, dict[str, tuple[str, str]]]:
+    """A request's current state and where its messages are, read together (what delivering a notice needs)."""
+    async with uow.reading():
+        request = await uow.requests.get(request_id)
+        if request is None:
+            raise errors.RequestNotFound(f"There is no request {request_id}.")
+        refs = await uow.messages.for_request(request_id)
+    return RequestView.of(request), refs
 
 
 async def first_delivery(*, uow: AbstractUnitOfWork, event_id: str) -> bool:
@@ -225,7 +236,7 @@ async def expire(*, uow: AbstractUnitOfWork, request_id: str) -> RequestView:
 async def expire_stale(*, uow: AbstractUnitOfWork, older_than: timedelta, limit: int = 100) -> list[RequestView]:
     """Expire pending requests created more than ``older_than`` ago."""
     cutoff = utcnow() - older_than
-    async with uow:
+    async with uow.reading():
         oldest = await uow.requests.find(RequestFilter(Status.PENDING), limit=10_000)
     stale = [r.id for r in oldest if r.created_at < cutoff][:limit]
     expired = []
@@ -238,7 +249,7 @@ async def expire_stale(*, uow: AbstractUnitOfWork, older_than: timedelta, limit:
 
 
 async def get(*, uow: AbstractUnitOfWork, request_id: str) -> RequestView:
-    async with uow:
+    async with uow.reading():
         request = await uow.requests.get(request_id)
     if request is None:
         raise errors.RequestNotFound(f"There is no request {request_id}. Check the id, e.g. AR-7K2M9QXD.")
@@ -257,14 +268,14 @@ async def list_requests(
 ) -> Page:
     where = RequestFilter(status, requester_id, approver_id, involving)
     page, per_page = max(1, page), max(1, min(per_page, 100))
-    async with uow:
+    async with uow.reading():
         total = await uow.requests.count(where)
         items = await uow.requests.find(where, limit=per_page, offset=(page - 1) * per_page)
     return Page(tuple(RequestView.of(r) for r in items), total, page, per_page)
 
 
 async def pending_for_approver(*, uow: AbstractUnitOfWork, approver_id: str, limit: int = 20) -> list[RequestView]:
-    async with uow:
+    async with uow.reading():
         return [RequestView.of(r) for r in await uow.requests.pending_for_approver(approver_id, limit=limit)]
 
 
@@ -285,7 +296,7 @@ async def record_refusal(
 
 async def audit_trail(*, uow: AbstractUnitOfWork, request_id: str) -> list[AuditEntry]:
     """Everything that happened to a request, oldest first."""
-    async with uow:
+    async with uow.reading():
         return [
             AuditEntry(utc(a.at), a.actor_id, a.action, dict(a.details))
             for a in await uow.audit.for_request(request_id)
@@ -350,6 +361,43 @@ async def claim_notices(*, uow: AbstractUnitOfWork, by: str, lease: timedelta, l
         claimed = await uow.outbox.claim(by=by, now=utcnow(), lease=lease, limit=limit)
         await uow.commit()
     return claimed
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A notice delivered; for a posted message, where it is."""
+
+    notice: Claimed
+    purpose: str | None = None
+    channel_id: str | None = None
+    ts: str | None = None
+
+
+NoticeContext = tuple[RequestView, dict[str, tuple[str, str]]]
+
+
+async def notice_contexts(*, uow: AbstractUnitOfWork, request_ids: set[str]) -> dict[str, NoticeContext]:
+    """Several requests' state and message places, read in one unit."""
+    async with uow.reading():
+        found = {}
+        for request_id in request_ids:
+            request = await uow.requests.get(request_id)
+            if request is not None:
+                found[request_id] = (RequestView.of(request), await uow.messages.for_request(request_id))
+    return found
+
+
+async def notices_delivered(*, uow: AbstractUnitOfWork, deliveries: list[Delivery]) -> None:
+    """Mark notices delivered, recording the place of each posted message, in one transaction."""
+    async with uow:
+        now = utcnow()
+        for d in deliveries:
+            if d.purpose and d.channel_id and d.ts:
+                await uow.messages.record(
+                    request_id=d.notice.request_id, purpose=d.purpose, channel_id=d.channel_id, ts=d.ts, at=now
+                )
+            await uow.outbox.finish(d.notice.id, status=DONE, at=now)
+        await uow.commit()
 
 
 async def notice_delivered(
@@ -426,7 +474,7 @@ async def release_leases(*, uow: AbstractUnitOfWork) -> int:
 async def outbox_entries(
     *, uow: AbstractUnitOfWork, statuses: tuple[str, ...] = (DEAD, FAILED), limit: int = 100
 ) -> list[Claimed]:
-    async with uow:
+    async with uow.reading():
         return await uow.outbox.find(statuses=statuses, limit=limit)
 
 

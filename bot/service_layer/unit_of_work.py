@@ -43,12 +43,21 @@ class AbstractUnitOfWork(abc.ABC):
         self.committed_events: list[Event] = []
         self._after_commit = after_commit
         self._queued = False
+        self._read_only = False
+
+    def reading(self) -> Self:
+        """Use as ``async with uow.reading():`` for a unit that only reads: on SQLite it neither waits for nor
+        holds the write lock. Inside another unit it simply joins that unit."""
+        if self._depth == 0:
+            self._read_only = True
+        return self
 
     async def __aenter__(self) -> Self:
         self._depth += 1
         if self._depth == 1:
             self._committed = self._queued = False
-            await self._begin()
+            read_only, self._read_only = self._read_only, False
+            await self._begin(read_only=read_only)
         return self
 
     async def __aexit__(
@@ -74,8 +83,9 @@ class AbstractUnitOfWork(abc.ABC):
         found = self._collect_new_events()
         # The notices these events owe go out in the same transaction as the change itself.
         now = datetime.now(UTC)
-        for notice in notices.for_events(found, self.requests.seen):
-            self._queued |= await self.outbox.add(notice, at=now)
+        owed = notices.for_events(found, self.requests.seen)
+        if owed:
+            self._queued |= await self.outbox.add_many(owed, at=now)
         await self._commit()
         self._committed = True
         self.committed_events.extend(found)
@@ -84,7 +94,7 @@ class AbstractUnitOfWork(abc.ABC):
 
     async def queue(self, notice: notices.Notice) -> None:
         """Queue a notice not tied to an event (e.g. a confirmation by message)."""
-        self._queued |= await self.outbox.add(notice, at=datetime.now(UTC))
+        self._queued |= await self.outbox.add_many([notice], at=datetime.now(UTC))
 
     async def rollback(self) -> None:
         await self._rollback()
@@ -97,7 +107,7 @@ class AbstractUnitOfWork(abc.ABC):
         return found
 
     @abc.abstractmethod
-    async def _begin(self) -> None: ...
+    async def _begin(self, *, read_only: bool) -> None: ...
 
     @abc.abstractmethod
     async def _commit(self) -> None: ...
@@ -110,23 +120,29 @@ class AbstractUnitOfWork(abc.ABC):
 
 
 class SqlUnitOfWork(AbstractUnitOfWork):
-    """One AsyncSession per unit, made by the injected factory; never shared across tasks."""
+    """One AsyncSession per unit, made by the injected factory; never shared across tasks. On SQLite, units
+    that write take ``write_lock`` (one writer at a time in this process); reading units use
+    ``read_session_factory`` (deferred transactions, WAL lets them run beside the writer)."""
 
     def __init__(
         self,
         session_factory: async_sessionmaker[AsyncSession],
         write_lock: asyncio.Lock | None = None,
         after_commit: Callable[[], None] | None = None,
+        read_session_factory: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         super().__init__(after_commit)
         self._session_factory = session_factory
+        self._read_session_factory = read_session_factory or session_factory
         self._write_lock = write_lock
+        self._holding = False
 
-    async def _begin(self) -> None:
-        if self._write_lock is not None:  # SQLite: one writer at a time in this process
+    async def _begin(self, *, read_only: bool) -> None:
+        if self._write_lock is not None and not read_only:
             await self._write_lock.acquire()
+            self._holding = True
         try:
-            self.session = self._session_factory()
+            self.session = (self._read_session_factory if read_only else self._session_factory)()
             self.requests = SqlRequestRepository(self.session)
             self.audit = SqlAuditLog(self.session)
             self.messages = SqlMessageLog(self.session)
@@ -149,7 +165,8 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             self._release()
 
     def _release(self) -> None:
-        if self._write_lock is not None and self._write_lock.locked():
+        if self._holding and self._write_lock is not None:
+            self._holding = False
             self._write_lock.release()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -21,7 +22,7 @@ from bot.slack.deps import Deps
 from bot.slack.dispatcher import Dispatcher
 
 
-def slack_client(settings: Settings, *, retries: bool) -> AsyncWebClient:
+def slack_client(settings: Settings, *, retries: bool, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
     """The listeners' client retries by itself (rate limits, 5xx, dropped connections). The outbox's does not:
     it retries through the outbox, which knows how not to post a message twice."""
     assert settings.slack_bot_token is not None
@@ -40,13 +41,16 @@ def slack_client(settings: Settings, *, retries: bool) -> AsyncWebClient:
         # aiohttp takes fractions of a second; slack_sdk annotates the timeout as int
         timeout=settings.slack_timeout,  # type: ignore[arg-type]
         retry_handlers=handlers,
+        session=session,  # one connection pool, kept alive, instead of a connection per call
     )
 
 
-def build_app(settings: Settings, uow: UnitOfWorkFactory) -> tuple[AsyncApp, Dispatcher]:
+def build_app(
+    settings: Settings, uow: UnitOfWorkFactory, session: aiohttp.ClientSession | None = None
+) -> tuple[AsyncApp, Dispatcher]:
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     app = AsyncApp(
-        client=slack_client(settings, retries=True),
+        client=slack_client(settings, retries=True, session=session),
         signing_secret=secret,
         request_verification_enabled=not settings.socket_mode,
         logger=logging.getLogger("bot.bolt"),
@@ -55,7 +59,7 @@ def build_app(settings: Settings, uow: UnitOfWorkFactory) -> tuple[AsyncApp, Dis
     for surface in (commands, actions, views, events):
         surface.register(app, deps)
     dispatcher = Dispatcher(
-        slack_client(settings, retries=False),
+        slack_client(settings, retries=False, session=session),
         uow,
         settings.notify_channel,
         lease=timedelta(seconds=settings.outbox_lease_seconds),

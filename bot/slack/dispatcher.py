@@ -17,6 +17,7 @@ import os
 import random
 import socket
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -93,6 +94,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._delivered: list[services.Delivery] = []
+        self._flush_lock = asyncio.Lock()
 
     def wake(self) -> None:
         self._wake.set()
@@ -108,27 +111,65 @@ class Dispatcher:
             await self._task
 
     async def _loop(self) -> None:
+        """Keep up to ``batch`` deliveries in flight; claim more whenever one ends, a commit queues notices,
+        or the sweep comes round."""
+        in_flight: set[asyncio.Task[None]] = set()
         while not self._stopping:
             self._wake.clear()
-            try:
-                if await self.run_once():
-                    continue
-            except Exception:
-                log.exception("outbox: a delivery round failed; trying again shortly")
+            room = self.batch - len(in_flight)
+            if room > 0:
+                try:
+                    claimed = await services.claim_notices(uow=self.uow(), by=self.name, lease=self.lease, limit=room)
+                except Exception:
+                    log.exception("outbox: claiming notices failed; trying again shortly")
+                    claimed = []
+                contexts = await self._contexts(claimed)
+                for notice in claimed:
+                    task = asyncio.create_task(self._deliver(notice, contexts.get(notice.request_id)))
+                    in_flight.add(task)
+                    task.add_done_callback(self._finished(in_flight))
+                if claimed and len(claimed) == room:
+                    continue  # there may be more due
             try:
                 await asyncio.wait_for(self._wake.wait(), self.sweep_every)
             except TimeoutError:
                 pass
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        await self._flush_deliveries()
 
-    async def run_once(self) -> int:
-        """Claim what is due and deliver it; returns how many notices were claimed."""
-        claimed = await services.claim_notices(uow=self.uow(), by=self.name, lease=self.lease, limit=self.batch)
-        await asyncio.gather(*(self._deliver(notice) for notice in claimed))
-        return len(claimed)
-
-    async def _deliver(self, notice: Claimed) -> None:
+    async def _contexts(self, claimed: list[Claimed]) -> dict[str, services.NoticeContext]:
+        """Each claimed notice's request and message places, read together in one unit."""
+        if not claimed:
+            return {}
         try:
-            placed = await self._perform(notice)
+            return await services.notice_contexts(uow=self.uow(), request_ids={n.request_id for n in claimed})
+        except Exception:
+            log.exception("outbox: reading the requests of claimed notices failed")
+            return {}
+
+    async def _flush_deliveries(self) -> None:
+        """Record every delivery made since the last flush in one transaction (a group commit). A crash
+        before it commits leaves the notices claimed; their next attempt finds the posted messages."""
+        async with self._flush_lock:
+            done, self._delivered = self._delivered, []
+            if done:
+                await services.notices_delivered(uow=self.uow(), deliveries=done)
+        self._wake.set()
+
+    def _finished(self, in_flight: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("outbox: a delivery failed unexpectedly", exc_info=task.exception())
+            self._wake.set()  # room for more, and the next notice of that message may be due
+
+        return done
+
+    async def _deliver(self, notice: Claimed, context: services.NoticeContext | None) -> None:
+        try:
+            if context is None:
+                context = await services.notice_context(uow=self.uow(), request_id=notice.request_id)
+            placed = await self._perform(notice, *context)
         except Skip as skip:
             await services.notice_skipped(uow=self.uow(), notice=notice, why=str(skip))
         except SlackApiError as exc:
@@ -136,8 +177,8 @@ class Dispatcher:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             await self._retry(notice, f"no answer from Slack ({type(exc).__name__})")
         else:
-            purpose, channel, ts = placed if placed else (None, None, None)
-            await services.notice_delivered(uow=self.uow(), notice=notice, purpose=purpose, channel_id=channel, ts=ts)
+            self._delivered.append(services.Delivery(notice, *(placed or (None, None, None))))
+            await self._flush_deliveries()
 
     async def _on_slack_error(self, notice: Claimed, exc: SlackApiError) -> None:
         status = getattr(exc.response, "status_code", 200)
@@ -169,9 +210,9 @@ class Dispatcher:
 
     # -- what each notice does ------------------------------------------------------------------------------
 
-    async def _perform(self, notice: Claimed) -> tuple[str, str, str] | None:
-        view = await services.get(uow=self.uow(), request_id=notice.request_id)
-        refs = await services.messages_for(uow=self.uow(), request_id=notice.request_id)
+    async def _perform(
+        self, notice: Claimed, view: RequestView, refs: dict[str, tuple[str, str]]
+    ) -> tuple[str, str, str] | None:
         subject = notice.subject or ""
         match notice.action:
             case n.POST_DM:

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.errors import SlackApiError
@@ -29,7 +30,8 @@ class BotServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings.database_url)
-        self.app, self.dispatcher = build_app(settings, self.db.uow)
+        self.http = aiohttp.ClientSession()  # for the Web API: connections are reused
+        self.app, self.dispatcher = build_app(settings, self.db.uow, self.http)
         self.db.after_commit = self.dispatcher.wake
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
@@ -76,6 +78,7 @@ class BotServer:
         if self._runner is not None:
             await self._runner.cleanup()  # finishes in-flight requests first
         await self.dispatcher.stop()
+        await self.http.close()
         await self.db.dispose()
 
 

@@ -150,6 +150,8 @@ def chat_post_message(fake: SlackCore, p: dict[str, Any]) -> Result:
         return error("thread_not_found")
     message = Message(channel_id, fake.clock.ts(), str(p.get("text") or ""), blocks, metadata, thread_ts)
     fake.messages[(channel_id, message.ts)] = message
+    for listener in fake.on_post:
+        listener(message)
     return {"ok": True, "channel": channel_id, "ts": message.ts, "message": message.as_api()}
 
 

@@ -55,6 +55,7 @@ class SlackCore:
         # A fault for any call, chosen from its method and arguments (e.g. at random); None: no fault.
         self.chaos: Callable[[str, dict[str, Any]], Fault | None] | None = None
         self.faults_suffered: list[tuple[str, Fault]] = []
+        self.on_post: list[Callable[[Message], None]] = []  # called with every message posted (benchmarks)
         self.socket = SocketModeServer(self)
         self.bot_url: str | None = None
         self.mode: str | None = None  # "http" or "socket"; None picks Socket Mode when the bot is connected

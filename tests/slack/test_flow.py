@@ -56,6 +56,7 @@ async def test_one_line_request_is_approved_by_both(world: World) -> None:
 
     await slack.click("UALICE", alice_dm, "approve_request")
     await eventually(lambda: "<@UALICE> approved" in dm_text(world, "UBOB"))
+    await world.settled()
     assert "Pending" in dm_text(world, "UALICE") and "[Approve]" not in dm_text(world, "UALICE")
     assert "[Approve]" in dm_text(world, "UBOB")
     assert slack.dms("UREQ") == []

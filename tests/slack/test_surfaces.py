@@ -95,6 +95,7 @@ async def test_cancel_by_command_updates_every_copy(world: World) -> None:
     await slack.slash("UREQ", f"cancel {request_id}")
     assert slack.last_ephemeral("UREQ") == f"Request {request_id} is cancelled."
     await eventually(lambda: "*Cancelled*" in latest(world, "UALICE", request_id))
+    await world.settled()
     assert "[Approve]" not in latest(world, "UBOB", request_id)
     await slack.slash("UREQ", f"cancel {request_id}")
     assert "already cancelled" in slack.last_ephemeral("UREQ")

@@ -1,0 +1,138 @@
+"""The baseline: a minimal Bolt AsyncApp that acks and makes the same Slack calls as the bot, keeping its
+state in memory. No database, no outbox, no validation beyond what the calls need: the framework's limit.
+
+Run: SLACK_BOT_TOKEN=... SLACK_SIGNING_SECRET=... SLACK_API_URL=... PORT=... python -m bench.baseline_app
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+REQUESTS: dict[str, dict[str, Any]] = {}
+COUNTER = itertools.count(1)
+
+
+def blocks(rid: str, request: dict[str, Any], buttons: bool) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": f"Request {rid} for {request['resource']}: {request['status']}"},
+        }
+    ]
+    if buttons:
+        out.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Approve"},
+                        "action_id": "approve_request",
+                        "value": rid,
+                        "style": "primary",
+                    },
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Deny"},
+                        "action_id": "deny_request",
+                        "value": rid,
+                        "style": "danger",
+                    },
+                ],
+            }
+        )
+    return out
+
+
+def metadata(rid: str, request: dict[str, Any]) -> dict[str, Any]:
+    return {"event_type": "access_request", "event_payload": {"request_id": rid, "status": request["status"]}}
+
+
+def build() -> AsyncApp:
+    client = AsyncWebClient(token=os.environ["SLACK_BOT_TOKEN"], base_url=os.environ["SLACK_API_URL"])
+    app = AsyncApp(client=client, signing_secret=os.environ["SLACK_SIGNING_SECRET"])
+
+    @app.command("/access-request")
+    async def command(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient) -> None:
+        approvers = MENTION.findall(command["text"])
+        for user in approvers:
+            await client.users_info(user=user)
+        rid = f"AR-B{next(COUNTER):07d}"
+        request = {
+            "resource": command["text"].split(" ")[0],
+            "requester": command["user_id"],
+            "approvers": approvers,
+            "approvals": set(),
+            "status": "PENDING",
+            "dms": {},
+        }
+        REQUESTS[rid] = request
+        await ack(text=f"Request {rid} is sent to {' and '.join(f'<@{a}>' for a in approvers)}.")
+        for user in approvers:
+            posted = await client.chat_postMessage(
+                channel=user, text=f"Request {rid}", blocks=blocks(rid, request, True), metadata=metadata(rid, request)
+            )
+            request["dms"][user] = (posted["channel"], posted["ts"])
+        posted = await client.chat_postMessage(
+            channel="CNOTIFY",
+            text=f"Request {rid}",
+            blocks=blocks(rid, request, False),
+            metadata=metadata(rid, request),
+        )
+        request["channel"] = (posted["channel"], posted["ts"])
+
+    @app.action("approve_request")
+    async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        rid, user = body["actions"][0]["value"], body["user"]["id"]
+        request = REQUESTS[rid]
+        request["approvals"].add(user)
+        if len(request["approvals"]) == len(request["approvers"]):
+            request["status"] = "APPROVED"
+        await ack()
+        for approver, (channel, ts) in request["dms"].items():
+            await client.chat_update(
+                channel=channel,
+                ts=ts,
+                text=f"Request {rid}",
+                metadata=metadata(rid, request),
+                blocks=blocks(rid, request, request["status"] == "PENDING" and approver not in request["approvals"]),
+            )
+        channel, ts = request["channel"]
+        await client.chat_update(
+            channel=channel,
+            ts=ts,
+            text=f"Request {rid}",
+            blocks=blocks(rid, request, False),
+            metadata=metadata(rid, request),
+        )
+        await client.chat_postMessage(
+            channel=channel, thread_ts=ts, text=f"<@{user}> approved {rid}.", metadata=metadata(rid, request)
+        )
+        if request["status"] == "APPROVED":
+            await client.chat_postMessage(
+                channel=request["requester"], text=f"Your request {rid} was approved.", metadata=metadata(rid, request)
+            )
+
+    return app
+
+
+async def main() -> None:
+    web_app = build().web_app(path="/slack/events")
+    web_app.router.add_get("/healthz", lambda _: web.json_response({"ok": True}))
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", int(os.environ["PORT"])).start()
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

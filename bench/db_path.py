@@ -1,0 +1,185 @@
+"""The database path: the approval transaction through the service and Unit of Work, against the raw driver
+(aiosqlite, asyncpg) running the same SQL; sequential and at 50 in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+import asyncpg
+
+from bench.stats import summary
+from bot.adapters.db import Database
+from bot.domain.values import Approver, Policy
+from bot.service_layer import services
+
+POLICY = Policy(max_open_per_requester=1_000_000)
+
+
+async def _requests(db: Database, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        view = await services.create_request(
+            uow=db.uow(),
+            requester_id=f"UREQ{i % 50}",
+            resource=f"db-{i}",
+            justification="benchmark",
+            approvers=[Approver("UALICE"), Approver("UBOB")],
+            policy=POLICY,
+        )
+        ids.append(view.id)
+    return ids
+
+
+async def _service(db: Database, rid: str) -> None:
+    await services.approve(uow=db.uow(), request_id=rid, approver_id="UALICE")
+
+
+# The statements the service runs for a first approval (see the SQL log of one call): lock and load the
+# request, its approvers and decisions; insert the decision; move the status if unchanged; audit; queue the
+# four notices it owes (updates of both DMs and the channel message, a thread reply) unless already queued.
+def _notice_rows(rid: str, now: str) -> list[tuple[Any, ...]]:
+    owed = [
+        (f"{rid}:update:dm:UALICE:1:PENDING", "dm:UALICE", "update_dm", "UALICE"),
+        (f"{rid}:update:dm:UBOB:1:PENDING", "dm:UBOB", "update_dm", "UBOB"),
+        (f"{rid}:update:channel:1:PENDING", "channel", "update_channel", None),
+        (f"{rid}:post:reply:UALICE", "channel", "post_reply", "UALICE"),
+    ]
+    return [
+        (key, rid, target, action, subject, "{}", "pending", 0, 0, now, now) for key, target, action, subject in owed
+    ]
+
+
+OUTBOX_INSERT = (
+    "INSERT INTO outbox (dedupe_key, request_id, target, action, subject, details, status, attempts,"
+    " claims, next_attempt_at, created_at) VALUES ({})"
+)
+
+
+async def _raw_sqlite(conn: aiosqlite.Connection, rid: str) -> None:
+    now = datetime.now(UTC).isoformat(" ")
+    await conn.execute("BEGIN IMMEDIATE")
+    await (await conn.execute("SELECT * FROM access_requests WHERE id = ?", (rid,))).fetchall()
+    await (
+        await conn.execute("SELECT * FROM request_approvers WHERE request_id = ? ORDER BY position", (rid,))
+    ).fetchall()
+    await (await conn.execute("SELECT * FROM decisions WHERE request_id = ? ORDER BY id", (rid,))).fetchall()
+    await conn.execute(
+        "INSERT INTO decisions (request_id, approver_id, verdict, reason, decided_at) VALUES (?, ?, ?, ?, ?)",
+        (rid, "UALICE", "APPROVE", None, now),
+    )
+    await conn.execute(
+        "UPDATE access_requests SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+        ("PENDING", now, rid, "PENDING"),
+    )
+    await conn.execute(
+        "INSERT INTO audit_log (at, actor_id, action, request_id, details) VALUES (?, ?, ?, ?, ?)",
+        (now, "UALICE", "decision.approve", rid, json.dumps({"reason": None})),
+    )
+    rows = _notice_rows(rid, now)
+    marks = ", ".join("?" * len(rows))
+    await (
+        await conn.execute(
+            f"SELECT dedupe_key FROM outbox WHERE dedupe_key IN ({marks})",  # noqa: S608
+            [r[0] for r in rows],
+        )
+    ).fetchall()
+    await conn.executemany(OUTBOX_INSERT.format(", ".join("?" * 11)), rows)
+    await conn.execute("COMMIT")
+
+
+async def _raw_pg(pool: asyncpg.Pool, rid: str) -> None:
+    now = datetime.now(UTC)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.fetch("SELECT * FROM access_requests WHERE id = $1 FOR UPDATE", rid)
+        await conn.fetch("SELECT * FROM request_approvers WHERE request_id = ANY($1) ORDER BY position", [rid])
+        await conn.fetch("SELECT * FROM decisions WHERE request_id = ANY($1) ORDER BY id", [rid])
+        await conn.execute(
+            "INSERT INTO decisions (request_id, approver_id, verdict, reason, decided_at) VALUES ($1, $2, $3, $4, $5)",
+            rid,
+            "UALICE",
+            "APPROVE",
+            None,
+            now,
+        )
+        await conn.execute(
+            "UPDATE access_requests SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
+            "PENDING",
+            now,
+            rid,
+            "PENDING",
+        )
+        await conn.execute(
+            "INSERT INTO audit_log (at, actor_id, action, request_id, details) VALUES ($1, $2, $3, $4, $5)",
+            now,
+            "UALICE",
+            "decision.approve",
+            rid,
+            json.dumps({"reason": None}),
+        )
+        rows = [(*r[:9], now, now) for r in _notice_rows(rid, "")]
+        await conn.fetch("SELECT dedupe_key FROM outbox WHERE dedupe_key = ANY($1)", [r[0] for r in rows])
+        await conn.executemany(
+            OUTBOX_INSERT.format(", ".join(f"${i}" for i in range(1, 12))).replace("$6", "$6::json"), rows
+        )
+
+
+async def _timed(work: Any, ids: list[str], in_flight: int) -> tuple[list[float], float]:
+    gate, times = asyncio.Semaphore(in_flight), []
+
+    async def one(rid: str) -> None:
+        async with gate:
+            started = time.perf_counter()
+            await work(rid)
+            times.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(rid) for rid in ids))
+    return times, time.perf_counter() - started
+
+
+async def run(url: str, *, n: int = 300) -> dict[str, Any]:
+    db = Database(url)
+    await db.upgrade()
+    figures: dict[str, Any] = {}
+    try:
+        for in_flight in (1, 50):
+            service_ids, raw_ids = await _requests(db, n), await _requests(db, n)
+            times, elapsed = await _timed(lambda rid: _service(db, rid), service_ids, in_flight)
+            service = {**summary(times), "per_second": n / elapsed}
+            if db.engine.dialect.name == "sqlite":
+                path = url.split("///", 1)[1]
+                conns = [await aiosqlite.connect(path, isolation_level=None, timeout=30) for _ in range(5)]
+                free: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+                for c in conns:
+                    await c.execute("PRAGMA busy_timeout=30000")
+                    free.put_nowait(c)
+
+                async def raw(rid: str) -> None:
+                    conn = await free.get()
+                    try:
+                        await _raw_sqlite(conn, rid)
+                    finally:
+                        free.put_nowait(conn)
+
+                times, elapsed = await _timed(raw, raw_ids, in_flight)
+                for c in conns:
+                    await c.close()
+            else:
+                dsn = url.replace("postgresql+asyncpg", "postgresql")
+                pool = await asyncpg.create_pool(dsn, min_size=5, max_size=15)
+                times, elapsed = await _timed(lambda rid: _raw_pg(pool, rid), raw_ids, in_flight)
+                await pool.close()
+            raw_fig = {**summary(times), "per_second": n / elapsed}
+            figures[f"in_flight_{in_flight}"] = {
+                "service": service,
+                "raw": raw_fig,
+                "ratio": service["per_second"] / raw_fig["per_second"],
+            }
+    finally:
+        await db.dispose()
+    return figures

@@ -1,0 +1,152 @@
+"""The Slack path: slash commands and approval clicks through real signed HTTP into an app in its own
+process, against the fake Slack: ack latency, time to both approvers' DMs, time from the second approval
+to the requester's notice, flows per second, and the app's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.stats import summary
+from bot.testing import BOT_TOKEN, SIGNING_SECRET, FakeSlack
+from bot.testing.workspace import Message, Person
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUESTERS = 200
+
+
+class Watch:
+    """Futures for the messages a flow waits for, resolved as the fake Slack records each post."""
+
+    def __init__(self, slack: FakeSlack) -> None:
+        self.posted: dict[tuple[str, str], asyncio.Future[float]] = defaultdict(
+            lambda: asyncio.get_running_loop().create_future()
+        )
+        slack.on_post.append(self._seen)
+
+    def _seen(self, message: Message) -> None:
+        rid = ((message.metadata or {}).get("event_payload") or {}).get("request_id")
+        if rid and message.thread_ts is None and message.channel.startswith("D"):
+            future = self.posted[(rid, message.channel[1:])]
+            if not future.done():
+                future.set_result(float(message.ts))
+
+    async def at(self, rid: str, user: str) -> float:
+        return await asyncio.wait_for(self.posted[(rid, user)], 60)
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def start_app(
+    kind: str, slack: FakeSlack, port: int, database_url: str | None, workdir: Path
+) -> asyncio.subprocess.Process:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=slack.api_url,
+        PORT=str(port),
+        HOST="127.0.0.1",
+        NOTIFY_CHANNEL="CNOTIFY",
+        LOG_LEVEL="WARNING",
+        MAX_OPEN_REQUESTS="100000",
+    )
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    module = ["-m", "bot"] if kind == "bot" else ["-m", "bench.baseline_app"]
+    log = (workdir / f"{kind}.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *module, env=env, cwd=workdir, stdout=log, stderr=log
+    )
+    async with aiohttp.ClientSession() as http:
+        for _ in range(600):
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    if r.status == 200:
+                        return process
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)
+    raise RuntimeError(f"{kind} did not start; see {workdir}")
+
+
+async def flow(slack: FakeSlack, watch: Watch, i: int, out: dict[str, list[float]]) -> None:
+    requester = f"UREQ{i % REQUESTERS}"
+    sent = time.time()
+    reply = await slack.slash(requester, f"db-{i} <@UALICE> <@UBOB> benchmark flow {i}")
+    if "Request " not in reply.text:
+        raise RuntimeError(f"unexpected answer: {reply.text}")
+    rid = reply.text.split("Request ")[1].split(" ")[0]
+    out["ack"].append(reply.seconds)
+    dms = await asyncio.gather(watch.at(rid, "UALICE"), watch.at(rid, "UBOB"))
+    out["both_dms"].append(max(dms) - sent)
+    messages = {u: slack.message(f"D{u}", f"{ts:.6f}") for u, ts in zip(("UALICE", "UBOB"), dms, strict=True)}
+    click = await slack.click("UALICE", messages["UALICE"].snapshot(), "approve_request", rid)
+    out["click_ack"].append(click.seconds)
+    second = time.time()
+    click = await slack.click("UBOB", messages["UBOB"].snapshot(), "approve_request", rid)
+    out["click_ack"].append(click.seconds)
+    notified = await watch.at(rid, requester)
+    out["requester_notice"].append(notified - second)
+
+
+async def run(
+    kind: str, *, flows: int, concurrency: int, database_url: str | None = None, rss_flows: int = 0
+) -> dict[str, Any]:
+    """Run ``flows`` flows at ``concurrency`` against the bot or the baseline; returns the figures."""
+    with tempfile.TemporaryDirectory() as tmp:
+        async with FakeSlack() as slack:
+            for n in range(REQUESTERS):
+                slack.add_person(Person(f"UREQ{n}", f"req{n}", f"Requester {n}"))
+            from bench.stats import free_port
+
+            port = free_port()
+            process = await start_app(kind, slack, port, database_url, Path(tmp))
+            slack.bot_url, slack.mode = f"http://127.0.0.1:{port}/slack/events", "http"
+            watch = Watch(slack)
+            try:
+                await _warm_up(slack, watch)
+                out: dict[str, list[float]] = defaultdict(list)
+                gate = asyncio.Semaphore(concurrency)
+
+                async def one(i: int) -> None:
+                    async with gate:
+                        await flow(slack, watch, i, out)
+
+                started = time.perf_counter()
+                await asyncio.gather(*(one(i) for i in range(flows)))
+                elapsed = time.perf_counter() - started
+                figures: dict[str, Any] = {name: summary(values) for name, values in out.items()}
+                figures["flows_per_second"] = flows / elapsed
+                if rss_flows:
+                    before = rss_kb(process.pid)
+                    for start in range(0, rss_flows, 1000):
+                        await asyncio.gather(*(one(flows + i) for i in range(start, min(start + 1000, rss_flows))))
+                        slack.messages.clear()  # the fake's own memory is not the app's
+                        watch.posted.clear()
+                    figures["rss_before_mb"] = before / 1024
+                    figures["rss_after_mb"] = rss_kb(process.pid) / 1024
+                    figures["rss_flows"] = rss_flows
+                return figures
+            finally:
+                process.terminate()
+                await process.wait()
+                await slack.close_http()
+
+
+async def _warm_up(slack: FakeSlack, watch: Watch) -> None:
+    out: dict[str, list[float]] = defaultdict(list)
+    await asyncio.gather(*(flow(slack, watch, 100_000 + i, out) for i in range(10)))
