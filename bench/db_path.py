@@ -142,6 +142,36 @@ async def _timed(work: Any, ids: list[str], in_flight: int) -> tuple[list[float]
     return times, time.perf_counter() - started
 
 
+async def _raw_sqlite_run(url: str, ids: list[str], in_flight: int) -> tuple[list[float], float]:
+    path = url.split("///", 1)[1]
+    conns = [await aiosqlite.connect(path, isolation_level=None, timeout=30) for _ in range(5)]
+    free: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+    for c in conns:
+        await c.execute("PRAGMA busy_timeout=30000")
+        free.put_nowait(c)
+
+    async def raw(rid: str) -> None:
+        conn = await free.get()
+        try:
+            await _raw_sqlite(conn, rid)
+        finally:
+            free.put_nowait(conn)
+
+    try:
+        return await _timed(raw, ids, in_flight)
+    finally:
+        for c in conns:
+            await c.close()
+
+
+async def _raw_pg_run(url: str, ids: list[str], in_flight: int) -> tuple[list[float], float]:
+    pool = await asyncpg.create_pool(url.replace("postgresql+asyncpg", "postgresql"), min_size=5, max_size=15)
+    try:
+        return await _timed(lambda rid: _raw_pg(pool, rid), ids, in_flight)
+    finally:
+        await pool.close()
+
+
 async def run(url: str, *, n: int = 300) -> dict[str, Any]:
     db = Database(url)
     await db.upgrade()
@@ -151,29 +181,8 @@ async def run(url: str, *, n: int = 300) -> dict[str, Any]:
             service_ids, raw_ids = await _requests(db, n), await _requests(db, n)
             times, elapsed = await _timed(lambda rid: _service(db, rid), service_ids, in_flight)
             service = {**summary(times), "per_second": n / elapsed}
-            if db.engine.dialect.name == "sqlite":
-                path = url.split("///", 1)[1]
-                conns = [await aiosqlite.connect(path, isolation_level=None, timeout=30) for _ in range(5)]
-                free: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
-                for c in conns:
-                    await c.execute("PRAGMA busy_timeout=30000")
-                    free.put_nowait(c)
-
-                async def raw(rid: str) -> None:
-                    conn = await free.get()
-                    try:
-                        await _raw_sqlite(conn, rid)
-                    finally:
-                        free.put_nowait(conn)
-
-                times, elapsed = await _timed(raw, raw_ids, in_flight)
-                for c in conns:
-                    await c.close()
-            else:
-                dsn = url.replace("postgresql+asyncpg", "postgresql")
-                pool = await asyncpg.create_pool(dsn, min_size=5, max_size=15)
-                times, elapsed = await _timed(lambda rid: _raw_pg(pool, rid), raw_ids, in_flight)
-                await pool.close()
+            raw_run = _raw_sqlite_run if db.engine.dialect.name == "sqlite" else _raw_pg_run
+            times, elapsed = await raw_run(url, raw_ids, in_flight)
             raw_fig = {**summary(times), "per_second": n / elapsed}
             figures[f"in_flight_{in_flight}"] = {
                 "service": service,

@@ -32,16 +32,35 @@ async def seed(db: Database, n: int, rng: random.Random) -> list[str]:
             a, b = rng.sample(range(APPROVER_POOL), 2)
             status = rng.choice(STATUSES)
             at = start + timedelta(seconds=i * 300)
-            requests.append({"id": rid, "requester_id": f"UR{rng.randrange(REQUESTER_POOL)}", "requester_name": "",
-                             "resource": f"db-{i % 97}", "justification": "seeded for the scale benchmark",
-                             "duration_minutes": None, "required_approvals": 2, "status": status.value,
-                             "created_at": at, "updated_at": at, "idempotency_key": None})
-            approvers += [{"request_id": rid, "position": p, "user_id": f"UA{u}", "display_name": "", "email": None}
-                          for p, u in enumerate((a, b))]
-            decided = {Status.APPROVED: [(a, "APPROVE"), (b, "APPROVE")], Status.DENIED: [(a, "DENY")],
-                       Status.PENDING: [(a, "APPROVE")] if i % 2 else [], Status.CANCELLED: []}[status]
-            decisions += [{"request_id": rid, "approver_id": f"UA{u}", "verdict": v, "reason": None,
-                           "decided_at": at} for u, v in decided]
+            requests.append(
+                {
+                    "id": rid,
+                    "requester_id": f"UR{rng.randrange(REQUESTER_POOL)}",
+                    "requester_name": "",
+                    "resource": f"db-{i % 97}",
+                    "justification": "seeded for the scale benchmark",
+                    "duration_minutes": None,
+                    "required_approvals": 2,
+                    "status": status.value,
+                    "created_at": at,
+                    "updated_at": at,
+                    "idempotency_key": None,
+                }
+            )
+            approvers += [
+                {"request_id": rid, "position": p, "user_id": f"UA{u}", "display_name": "", "email": None}
+                for p, u in enumerate((a, b))
+            ]
+            decided = {
+                Status.APPROVED: [(a, "APPROVE"), (b, "APPROVE")],
+                Status.DENIED: [(a, "DENY")],
+                Status.PENDING: [(a, "APPROVE")] if i % 2 else [],
+                Status.CANCELLED: [],
+            }[status]
+            decisions += [
+                {"request_id": rid, "approver_id": f"UA{u}", "verdict": v, "reason": None, "decided_at": at}
+                for u, v in decided
+            ]
         async with db.engine.begin() as conn:
             await conn.execute(sa.insert(REQUESTS), requests)
             await conn.execute(sa.insert(APPROVERS), approvers)
@@ -72,24 +91,30 @@ async def run(url: str, *, n: int = 100_000, samples: int = 200) -> dict[str, An
         seeded = time.perf_counter() - started
 
         async def pending() -> None:
-            await services.pending_for_approver(uow=db.uow(), approver_id=f"UA{rng.randrange(APPROVER_POOL)}",
-                                                limit=100)
+            await services.pending_for_approver(
+                uow=db.uow(), approver_id=f"UA{rng.randrange(APPROVER_POOL)}", limit=100
+            )
 
         async def by_status() -> None:
             await services.list_requests(uow=db.uow(), status=rng.choice(STATUSES), page=rng.randint(1, 50))
 
         async def home() -> None:
             user = f"UA{rng.randrange(APPROVER_POOL)}"
-            todo = await services.pending_for_approver(uow=db.uow(), approver_id=user, limit=100)
-            mine = await services.list_requests(uow=db.uow(), requester_id=user, per_page=forms.HOME_MINE_LIMIT)
+            todo, mine = await services.home_lists(
+                uow=db.uow(), user_id=user, todo_limit=forms.HOME_TODO_LIMIT + 1, mine_limit=forms.HOME_MINE_LIMIT
+            )
             forms.home(todo=todo, mine=mine.items, mine_total=mine.total).to_dict()
 
         async def status() -> None:
             await services.get(uow=db.uow(), request_id=rng.choice(ids))
 
         figures: dict[str, Any] = {"requests": n, "seed_seconds": seeded}
-        for name, work in (("pending_for_approver", pending), ("list_by_status_page", by_status),
-                           ("app_home", home), ("status_lookup", status)):
+        for name, work in (
+            ("pending_for_approver", pending),
+            ("list_by_status_page", by_status),
+            ("app_home", home),
+            ("status_lookup", status),
+        ):
             await _timed(10, work)  # warm caches
             figures[name] = await _timed(samples, work)
         return figures

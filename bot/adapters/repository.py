@@ -78,7 +78,7 @@ class AbstractRequestRepository(abc.ABC):
     async def find(self, where: RequestFilter, *, limit: int, offset: int = 0) -> list[AccessRequest]: ...
 
     @abc.abstractmethod
-    async def count(self, where: RequestFilter) -> int: ...
+    async def count(self, where: RequestFilter, *, up_to: int | None = None) -> int: ...
 
     @abc.abstractmethod
     async def pending_for_approver(self, approver_id: str, *, limit: int) -> list[AccessRequest]: ...
@@ -170,15 +170,26 @@ class SqlRequestRepository(AbstractRequestRepository):
         query = query.order_by(REQUESTS.c.created_at.desc(), REQUESTS.c.id.desc()).limit(limit).offset(offset)
         return await self._hydrate((await self.session.execute(query)).all())
 
-    async def count(self, where: RequestFilter) -> int:
-        query = self._filtered(sa.select(sa.func.count()).select_from(REQUESTS), where)
+    async def count(self, where: RequestFilter, *, up_to: int | None = None) -> int:
+        if up_to is None:
+            query = self._filtered(sa.select(sa.func.count()).select_from(REQUESTS), where)
+        else:  # stop counting at ``up_to``: a page footer says "1,000+" rather than scan 60,000 rows
+            matching = self._filtered(sa.select(REQUESTS.c.id), where).limit(up_to).subquery()
+            query = sa.select(sa.func.count()).select_from(matching)
         return int((await self.session.execute(query)).scalar_one())
 
     async def pending_for_approver(self, approver_id: str, *, limit: int) -> list[AccessRequest]:
-        decided = sa.select(DECISIONS.c.request_id).where(DECISIONS.c.approver_id == approver_id)
+        # Driven from the approver's own rows (index on request_approvers.user_id), not from every pending
+        # request: the cost follows how many requests name this person, not the table's size.
+        decided = (
+            sa.select(DECISIONS.c.id)
+            .where(DECISIONS.c.request_id == REQUESTS.c.id, DECISIONS.c.approver_id == approver_id)
+            .exists()
+        )
         query = (
-            self._filtered(sa.select(REQUESTS), RequestFilter(Status.PENDING, approver_id=approver_id))
-            .where(REQUESTS.c.id.not_in(decided))
+            sa.select(REQUESTS)
+            .join(APPROVERS, APPROVERS.c.request_id == REQUESTS.c.id)
+            .where(APPROVERS.c.user_id == approver_id, REQUESTS.c.status == Status.PENDING.value, ~decided)
             .order_by(REQUESTS.c.created_at.desc(), REQUESTS.c.id.desc())
             .limit(limit)
         )

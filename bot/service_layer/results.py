@@ -71,6 +71,7 @@ class Page:
     total: int
     page: int
     per_page: int
+    at_least: bool = False  # ``total`` is a lower bound: there are that many or more
 
     @property
     def pages(self) -> int:

@@ -22,6 +22,7 @@ from bot.service_layer.unit_of_work import AbstractUnitOfWork
 T = TypeVar("T")
 ID_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L, U: easy to read aloud and type
 ATTEMPTS = 5
+COUNT_UP_TO = 1000  # list totals stop there ("1,000+"): counting further costs time nobody needs
 
 
 def new_request_id() -> str:
@@ -269,9 +270,9 @@ async def list_requests(
     where = RequestFilter(status, requester_id, approver_id, involving)
     page, per_page = max(1, page), max(1, min(per_page, 100))
     async with uow.reading():
-        total = await uow.requests.count(where)
+        total = await uow.requests.count(where, up_to=COUNT_UP_TO)
         items = await uow.requests.find(where, limit=per_page, offset=(page - 1) * per_page)
-    return Page(tuple(RequestView.of(r) for r in items), total, page, per_page)
+    return Page(tuple(RequestView.of(r) for r in items), total, page, per_page, at_least=total >= COUNT_UP_TO)
 
 
 async def pending_for_approver(*, uow: AbstractUnitOfWork, approver_id: str, limit: int = 20) -> list[RequestView]:
@@ -301,6 +302,19 @@ async def audit_trail(*, uow: AbstractUnitOfWork, request_id: str) -> list[Audit
             AuditEntry(utc(a.at), a.actor_id, a.action, dict(a.details))
             for a in await uow.audit.for_request(request_id)
         ]
+
+
+async def home_lists(
+    *, uow: AbstractUnitOfWork, user_id: str, todo_limit: int = 100, mine_limit: int = 15
+) -> tuple[list[RequestView], Page]:
+    """What a person's App Home shows, read in one unit: requests awaiting their decision, and their own."""
+    async with uow.reading():
+        todo = await uow.requests.pending_for_approver(user_id, limit=todo_limit)
+        where = RequestFilter(requester_id=user_id)
+        total = await uow.requests.count(where, up_to=COUNT_UP_TO)
+        mine = await uow.requests.find(where, limit=mine_limit)
+    page = Page(tuple(RequestView.of(r) for r in mine), total, 1, mine_limit, at_least=total >= COUNT_UP_TO)
+    return [RequestView.of(r) for r in todo], page
 
 
 async def _locked(uow: AbstractUnitOfWork, request_id: str) -> AccessRequest:

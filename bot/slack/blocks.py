@@ -181,11 +181,12 @@ def request_list(title: str, page: Page, command: str) -> tuple[str, list[Block]
         blocks.append(SectionBlock(block_id="empty", text=MarkdownTextObject(text="Nothing here.")))
     for i, view in enumerate(page.items):
         blocks.append(SectionBlock(block_id=f"r{i}", text=MarkdownTextObject(text=request_line(view))))
-    footer = f"Page {page.page} of {page.pages} · {page.total} in all"
+    total = f"{page.total:,}{'+' if page.at_least else ''}"
+    footer = f"Page {page.page} of {page.pages}{'+' if page.at_least else ''} · {total} in all"
     if page.page < page.pages:
         footer += f" · next: `/access-request {command} {page.page + 1}`"
     blocks.append(ContextBlock(block_id="pages", elements=[MarkdownTextObject(text=footer)]))
-    return f"{title}: {page.total}", blocks
+    return f"{title}: {total}", blocks
 
 
 def help_message(usage: str) -> tuple[str, list[Block]]:

@@ -117,8 +117,13 @@ def home(
     for view in todo[:HOME_TODO_LIMIT]:
         blocks.append(b.section(f"todo-{view.id}", f"{b.request_line(view)}\n>{t.safe(view.justification, 300)}"))
         blocks.append(b.decision_buttons(view, block_id=f"decide-{view.id}"))
-    if len(todo) > HOME_TODO_LIMIT:
-        blocks.append(_more(len(todo) - HOME_TODO_LIMIT, "todo"))
+    if len(todo) > HOME_TODO_LIMIT:  # the caller fetches one more than it shows, to know there are more
+        blocks.append(
+            ContextBlock(
+                block_id="todo-more",
+                elements=[MarkdownTextObject(text="More are waiting for you: `/access-request list todo`")],
+            )
+        )
     blocks += [b.divider(), HeaderBlock(block_id="mine", text="My requests")]
     if not mine:
         blocks.append(b.section("mine-empty", "You have made no requests. Type `/access-request` to make one."))

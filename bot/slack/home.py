@@ -13,8 +13,9 @@ from bot.slack.deps import Deps
 
 
 async def publish_home(client: AsyncWebClient, deps: Deps, user_id: str, notice: str | None = None) -> None:
-    todo = await services.pending_for_approver(uow=deps.uow(), approver_id=user_id, limit=100)
-    mine = await services.list_requests(uow=deps.uow(), requester_id=user_id, per_page=forms.HOME_MINE_LIMIT)
+    todo, mine = await services.home_lists(
+        uow=deps.uow(), user_id=user_id, todo_limit=forms.HOME_TODO_LIMIT + 1, mine_limit=forms.HOME_MINE_LIMIT
+    )
     view = forms.home(todo=todo, mine=mine.items, mine_total=mine.total, notice=notice)
     await client.views_publish(user_id=user_id, view=view)
 

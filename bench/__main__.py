@@ -1,0 +1,140 @@
+"""``python -m bench`` (``make bench``): every benchmark, on SQLite and PostgreSQL; prints tables, writes JSON.
+
+python -m bench [--flows 300] [--concurrency 20] [--rss-flows 2000] [--scale 100000] [--skip-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench import db_path, scale, slack_path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+async def _pg_database() -> str:
+    name = f"bench_{os.getpid()}_{secrets.token_hex(3)}"
+    conn = await asyncpg.connect(PG)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    return name
+
+
+async def _drop(name: str) -> None:
+    conn = await asyncpg.connect(PG)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "started": time.strftime("%F %T"),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        databases = {"sqlite": lambda name: f"sqlite+aiosqlite:///{tmp}/{name}.db"}
+        if not args.skip_postgres:
+            databases["postgres"] = None  # type: ignore[assignment]
+        print("Slack path: baseline (a bare Bolt app, state in memory)...", flush=True)
+        out["baseline"] = await slack_path.run("baseline", flows=args.flows, concurrency=args.concurrency)
+        for db_name in databases:
+            pg_names: list[str] = []
+
+            async def url(name: str, db_name: str = db_name, pg_names: list[str] = pg_names) -> str:
+                if db_name == "sqlite":
+                    return databases["sqlite"](name)
+                pg_names.append(await _pg_database())
+                return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_names[-1]}"
+
+            try:
+                print(f"Slack path: the bot on {db_name}...", flush=True)
+                out[f"bot_{db_name}"] = await slack_path.run(
+                    "bot",
+                    flows=args.flows,
+                    concurrency=args.concurrency,
+                    database_url=await url("slack"),
+                    rss_flows=args.rss_flows if db_name == "sqlite" else 0,
+                )
+                print(f"Database path on {db_name}...", flush=True)
+                out[f"db_{db_name}"] = await db_path.run(await url("db"), n=300)
+                print(f"Scale ({args.scale:,} requests) on {db_name}...", flush=True)
+                out[f"scale_{db_name}"] = await scale.run(await url("scale"), n=args.scale)
+            finally:
+                for name in pg_names:
+                    await _drop(name)
+    return out
+
+
+def report(out: dict[str, Any]) -> None:
+    base = out["baseline"]
+    print("\n== Slack path (ms; flows/s) ==")
+    print(
+        f"{'':<16}{'ack p50':>9}{'p95':>7}{'p99':>7}{'both DMs p50':>14}{'notice p50':>12}{'flows/s':>9}"
+        f"{'ack x':>7}{'DMs x':>7}{'tput x':>8}"
+    )
+    for key in ("baseline", "bot_sqlite", "bot_postgres"):
+        if key not in out:
+            continue
+        r = out[key]
+        ack, dms, notice, tput = (
+            r["ack"],
+            r["both_dms"]["p50_ms"],
+            r["requester_notice"]["p50_ms"],
+            r["flows_per_second"],
+        )
+        ratios = (
+            ack["p50_ms"] / base["ack"]["p50_ms"],
+            dms / base["both_dms"]["p50_ms"],
+            tput / base["flows_per_second"],
+        )
+        print(
+            f"{key:<16}{ack['p50_ms']:>9.1f}{ack['p95_ms']:>7.1f}{ack['p99_ms']:>7.1f}{dms:>14.1f}{notice:>12.1f}"
+            f"{tput:>9.1f}{ratios[0]:>7.2f}{ratios[1]:>7.2f}{ratios[2]:>8.2f}"
+        )
+    if "rss_before_mb" in out.get("bot_sqlite", {}):
+        r = out["bot_sqlite"]
+        print(
+            f"RSS of the bot: {r['rss_before_mb']:.1f} MB -> {r['rss_after_mb']:.1f} MB over {r['rss_flows']:,} "
+            f"more flows ({r['rss_after_mb'] - r['rss_before_mb']:+.1f} MB)"
+        )
+    print("\n== Approval transaction: service + Unit of Work vs the raw driver ==")
+    for key in ("db_sqlite", "db_postgres"):
+        for mode, r in out.get(key, {}).items():
+            svc, raw = r["service"], r["raw"]
+            print(
+                f"{key:<12}{mode:<13} service {svc['per_second']:>7.0f}/s p50 {svc['p50_ms']:>6.2f} ms"
+                f" | raw {raw['per_second']:>7.0f}/s p50 {raw['p50_ms']:>6.2f} ms | ratio {r['ratio']:.2f}"
+            )
+    print("\n== Scale: queries on 100,000 requests (ms) ==")
+    for key in ("scale_sqlite", "scale_postgres"):
+        r = out.get(key)
+        if r:
+            print(f"{key:<16} seeded in {r['seed_seconds']:.1f}s")
+            for q in ("pending_for_approver", "list_by_status_page", "app_home", "status_lookup"):
+                print(f"  {q:<22} p50 {r[q]['p50_ms']:>6.2f}  p95 {r[q]['p95_ms']:>6.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--flows", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--rss-flows", type=int, default=2000)
+    parser.add_argument("--scale", type=int, default=100_000)
+    parser.add_argument("--skip-postgres", action="store_true")
+    figures = asyncio.run(main(parser.parse_args()))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(figures, indent=2, default=str))
+    report(figures)
+    print(f"\nFigures written to {RESULTS / 'latest.json'}")
