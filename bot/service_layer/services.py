@@ -281,16 +281,19 @@ async def pending_for_approver(*, uow: AbstractUnitOfWork, approver_id: str, lim
 
 
 async def record_refusal(
-    *, uow: AbstractUnitOfWork, actor_id: str, action: str, request_id: str | None, message: str
+    *,
+    uow: AbstractUnitOfWork,
+    actor_id: str,
+    action: str,
+    request_id: str | None,
+    message: str,
+    code: str | None = None,
 ) -> None:
-    """Write a refusal the Slack layer made (e.g. an admin command by someone who is not an admin)."""
+    """Write a refusal to the audit log, in a unit of its own (the refused unit rolled back)."""
+    details = {"code": code, "message": message} if code else {"message": message}
     async with uow:
         await uow.audit.record(
-            action=f"refused.{action}",
-            actor_id=actor_id,
-            request_id=request_id,
-            at=utcnow(),
-            details={"message": message},
+            action=f"refused.{action}", actor_id=actor_id, request_id=request_id, at=utcnow(), details=details
         )
         await uow.commit()
 
@@ -354,15 +357,14 @@ async def _audited(
         return await _retrying(uow, unit)
     except errors.DomainError as refusal:
         if not uow.nested:
-            async with uow:
-                await uow.audit.record(
-                    action=f"refused.{action}",
-                    actor_id=actor_id,
-                    request_id=request_id,
-                    at=utcnow(),
-                    details={"code": refusal.code, "message": refusal.message},
-                )
-                await uow.commit()
+            await record_refusal(
+                uow=uow,
+                actor_id=actor_id,
+                action=action,
+                request_id=request_id,
+                message=refusal.message,
+                code=refusal.code,
+            )
         raise
 
 
