@@ -57,16 +57,16 @@ async def _migrate(url: str) -> int:
 
 async def _outbox(url: str, action: str, ids: list[int], pending: bool) -> int:
     from bot.adapters.db import Database
-    from bot.service_layer import services
+    from bot.service_layer import delivery
 
     db = Database(url)
     try:
         if action == "retry":
-            count = await services.retry_outbox(uow=db.uow(), notice_ids=ids or None)
+            count = await delivery.retry_outbox(uow=db.uow(), notice_ids=ids or None)
             print(f"Queued {count} notice(s) again; a running bot delivers them within seconds.")
             return 0
         statuses = ("dead", "failed", "pending") if pending else ("dead", "failed")
-        entries = await services.outbox_entries(uow=db.uow(), statuses=statuses, limit=1000)
+        entries = await delivery.outbox_entries(uow=db.uow(), statuses=statuses, limit=1000)
         if not entries:
             print("Nothing: every notice was delivered." if not pending else "The outbox is empty.")
         for e in entries:

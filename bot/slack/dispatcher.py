@@ -27,8 +27,8 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.outbox import Claimed
+from bot.service_layer import delivery
 from bot.service_layer import notices as n
-from bot.service_layer import services
 from bot.service_layer.results import RequestView
 from bot.service_layer.unit_of_work import UnitOfWorkFactory
 from bot.slack import blocks as b
@@ -94,7 +94,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._delivered: list[services.Delivery] = []
+        self._delivered: list[delivery.Delivery] = []
         self._flush_lock = asyncio.Lock()
 
     def wake(self) -> None:
@@ -119,7 +119,7 @@ class Dispatcher:
             room = self.batch - len(in_flight)
             if room > 0:
                 try:
-                    claimed = await services.claim_notices(uow=self.uow(), by=self.name, lease=self.lease, limit=room)
+                    claimed = await delivery.claim_notices(uow=self.uow(), by=self.name, lease=self.lease, limit=room)
                 except Exception:
                     log.exception("outbox: claiming notices failed; trying again shortly")
                     claimed = []
@@ -137,12 +137,12 @@ class Dispatcher:
         await asyncio.gather(*in_flight, return_exceptions=True)
         await self._flush_deliveries()
 
-    async def _contexts(self, claimed: list[Claimed]) -> dict[str, services.NoticeContext]:
+    async def _contexts(self, claimed: list[Claimed]) -> dict[str, delivery.NoticeContext]:
         """Each claimed notice's request and message places, read together in one unit."""
         if not claimed:
             return {}
         try:
-            return await services.notice_contexts(uow=self.uow(), request_ids={n.request_id for n in claimed})
+            return await delivery.notice_contexts(uow=self.uow(), request_ids={n.request_id for n in claimed})
         except Exception:
             log.exception("outbox: reading the requests of claimed notices failed")
             return {}
@@ -153,7 +153,7 @@ class Dispatcher:
         async with self._flush_lock:
             done, self._delivered = self._delivered, []
             if done:
-                await services.notices_delivered(uow=self.uow(), deliveries=done)
+                await delivery.notices_delivered(uow=self.uow(), deliveries=done)
         self._wake.set()
 
     def _finished(self, in_flight: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
@@ -165,19 +165,19 @@ class Dispatcher:
 
         return done
 
-    async def _deliver(self, notice: Claimed, context: services.NoticeContext | None) -> None:
+    async def _deliver(self, notice: Claimed, context: delivery.NoticeContext | None) -> None:
         try:
             if context is None:
-                context = await services.notice_context(uow=self.uow(), request_id=notice.request_id)
+                context = await delivery.notice_context(uow=self.uow(), request_id=notice.request_id)
             placed = await self._perform(notice, *context)
         except Skip as skip:
-            await services.notice_skipped(uow=self.uow(), notice=notice, why=str(skip))
+            await delivery.notice_skipped(uow=self.uow(), notice=notice, why=str(skip))
         except SlackApiError as exc:
             await self._on_slack_error(notice, exc)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             await self._retry(notice, f"no answer from Slack ({type(exc).__name__})")
         else:
-            self._delivered.append(services.Delivery(notice, *(placed or (None, None, None))))
+            self._delivered.append(delivery.Delivery(notice, *(placed or (None, None, None))))
             await self._flush_deliveries()
 
     async def _on_slack_error(self, notice: Claimed, exc: SlackApiError) -> None:
@@ -190,13 +190,13 @@ class Dispatcher:
             await self._retry(notice, f"Slack answered {status} {error}".strip())
         else:
             log.error("outbox: notice %s failed for good: %s", notice.dedupe_key, error)
-            await services.notice_failed(
+            await delivery.notice_failed(
                 uow=self.uow(), notice=notice, error=error, tell_requester=_problem_text(notice, error)
             )
 
     async def _retry(self, notice: Claimed, error: str, at_least: float = 0.0) -> None:
         delay = min(self.max_delay, self.base_delay * 2**notice.attempts) * random.uniform(0.5, 1.5)
-        alive = await services.notice_retry(
+        alive = await delivery.notice_retry(
             uow=self.uow(),
             notice=notice,
             error=error,

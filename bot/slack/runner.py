@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackApiError
 from bot.adapters.database import is_sqlite
 from bot.adapters.db import Database
 from bot.config import Settings
-from bot.service_layer import services
+from bot.service_layer import delivery
 from bot.slack.app import build_app
 
 log = logging.getLogger("bot")
@@ -41,7 +41,7 @@ class BotServer:
         await self.db.upgrade()
         if is_sqlite(self.settings.database_url):
             # SQLite has one dispatcher, this one: a lease still held is a crashed run's.
-            released = await services.release_leases(uow=self.db.uow())
+            released = await delivery.release_leases(uow=self.db.uow())
             if released:
                 log.warning("Outbox: took back %d notice(s) a previous run was delivering", released)
         self.dispatcher.start()

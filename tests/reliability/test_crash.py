@@ -11,7 +11,7 @@ import aiohttp
 
 from bot.adapters.db import Database
 from bot.domain.values import Status, Verdict
-from bot.service_layer import services
+from bot.service_layer import delivery, services
 from bot.testing import FakeSlack
 from bot.testing.workspace import Person
 from tests.databases import sqlite_url
@@ -66,7 +66,8 @@ async def test_kill_minus_nine_at_random_moments(tmp_path: Path) -> None:
                     await asyncio.sleep(0.05)
                 else:
                     raise AssertionError(f"{user} never got a DM about {rid}")
-                await attempt(lambda u=user: slack.click(u, _dm(slack, u, rid).snapshot(), "approve_request"))
+                seen = _dm(slack, user, rid).snapshot()  # what the approver has on screen when clicking
+                await attempt(lambda u=user, m=seen: slack.click(u, m, "approve_request"))
                 acked_decisions.add((rid, user))
 
         killing = asyncio.create_task(killer())
@@ -79,7 +80,7 @@ async def test_kill_minus_nine_at_random_moments(tmp_path: Path) -> None:
         db = Database(url)
         try:
             for _ in range(600):
-                if not await services.outbox_entries(uow=db.uow(), statuses=("pending",), limit=1):
+                if not await delivery.outbox_entries(uow=db.uow(), statuses=("pending",), limit=1):
                     break
                 await asyncio.sleep(0.1)
             page = await services.list_requests(uow=db.uow(), per_page=100)
@@ -93,7 +94,7 @@ async def test_kill_minus_nine_at_random_moments(tmp_path: Path) -> None:
                 assert view.status in (Status.APPROVED, Status.PENDING)
                 assert (view.status is Status.APPROVED) == (len(view.decisions) == 2)
             Ledger.of(slack, views).assert_exactly_once()
-            assert await services.outbox_entries(uow=db.uow()) == []
+            assert await delivery.outbox_entries(uow=db.uow()) == []
             print(
                 f"\ncrash test: {len(views)} requests stored, {kills} kill -9s, {len(acked_decisions)} acked "
                 f"decisions all stored, duplicates 0, lost 0"

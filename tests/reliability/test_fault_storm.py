@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.domain.values import Status
-from bot.service_layer import services
+from bot.service_layer import delivery, services
 from bot.testing import Fault
 from tests.reliability.ledger import Ledger
 from tests.slack.conftest import World, start_world, stop_world
@@ -126,7 +126,7 @@ async def test_every_notice_exactly_once_through_a_fault_storm(stormy: World) ->
     assert [v.status for v in views] == [status for _, status in outcomes]
     ledger = Ledger.of(slack, views)
     ledger.assert_exactly_once()
-    dead = await services.outbox_entries(uow=stormy.bot.db.uow())
+    dead = await delivery.outbox_entries(uow=stormy.bot.db.uow())
     assert dead == []
     faults = sum(kinds.values())
     print(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.service_layer import services
+from bot.service_layer import delivery
 from bot.testing import Fault
 from tests.databases import sqlite_url
 from tests.reliability.processes import ROOT
@@ -45,7 +45,7 @@ async def test_dead_letter_is_listed_and_retried(tmp_path: Path, caplog: pytest.
         with caplog.at_level(logging.WARNING, logger="bot.outbox"):
             await world.slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident")
             await world.settled()
-        entries = await services.outbox_entries(uow=world.bot.db.uow())
+        entries = await delivery.outbox_entries(uow=world.bot.db.uow())
         assert sorted((e.status, e.last_error) for e in entries) == [
             ("dead", "Slack answered 200 internal_error"),
             ("failed", "not_in_channel"),

@@ -12,7 +12,7 @@ from sqlmodel import select
 from bot.adapters.db import Database
 from bot.adapters.tables import AuditRow
 from bot.domain.values import Status
-from bot.service_layer import services
+from bot.service_layer import delivery, services
 from bot.testing import FakeSlack
 from bot.testing.workspace import Person
 from tests.databases import create_pg_database, drop_pg_database, pg_url, require_postgres
@@ -91,7 +91,7 @@ async def _until(condition: object, timeout: float = 60) -> None:
 
 async def _settled(db: Database, timeout: float = 60) -> None:
     for _ in range(int(timeout / 0.1)):
-        if not await services.outbox_entries(uow=db.uow(), statuses=("pending",), limit=1):
+        if not await delivery.outbox_entries(uow=db.uow(), statuses=("pending",), limit=1):
             return
         await asyncio.sleep(0.1)
     raise AssertionError("the outbox did not drain")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.service_layer import services
+from bot.service_layer import delivery
 from bot.slack.runner import BotServer
 from bot.testing import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, FakeSlack
 from tests.databases import sqlite_url
@@ -25,7 +25,7 @@ class World:
     async def settled(self, timeout: float = 10.0) -> None:
         """Wait until the outbox has delivered everything owed so far."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while await services.outbox_entries(uow=self.bot.db.uow(), statuses=("pending",), limit=1):
+        while await delivery.outbox_entries(uow=self.bot.db.uow(), statuses=("pending",), limit=1):
             assert asyncio.get_running_loop().time() < deadline, "the outbox did not drain"
             await asyncio.sleep(0.02)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.service_layer import services
+from bot.service_layer import delivery, services
 from bot.testing import Fault, text_of
 from tests.slack.conftest import World, eventually
 
@@ -70,5 +70,5 @@ async def test_unreachable_approver_and_channel_are_explained_to_the_requester(w
     assert "to the notification channel (the bot is not in that channel: invite it with /invite)" in told
     page = await services.list_requests(uow=world.bot.db.uow())
     assert page.total == 1 and page.items[0].status.value == "PENDING"
-    failed = await services.outbox_entries(uow=world.bot.db.uow())
+    failed = await delivery.outbox_entries(uow=world.bot.db.uow())
     assert sorted(e.last_error or "" for e in failed) == ["not_in_channel", "user_not_found"]

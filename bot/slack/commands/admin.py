@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.domain.errors import DomainError
-from bot.service_layer import services
+from bot.service_layer import delivery, services
 from bot.slack import blocks as b
 from bot.slack import text as t
 from bot.slack.deps import Deps
@@ -40,9 +40,9 @@ async def export(deps: Deps, user: str, request_id: str) -> tuple[str, list[Any]
 async def outbox(deps: Deps, user: str, *, retry: bool) -> tuple[str, list[Any]]:
     await require_admin(deps, user, "see or retry the outbox")
     if retry:
-        count = await services.retry_outbox(uow=deps.uow())
+        count = await delivery.retry_outbox(uow=deps.uow())
         return b.notice(f"Queued {count} notice(s) again.")
-    entries = await services.outbox_entries(uow=deps.uow(), limit=30)
+    entries = await delivery.outbox_entries(uow=deps.uow(), limit=30)
     if not entries:
         return b.notice("Every notice was delivered.")
     lines = [f"`{e.id}` {e.status} · `{e.dedupe_key}` · {t.safe(e.last_error or '', 100)}" for e in entries]

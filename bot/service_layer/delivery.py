@@ -1,0 +1,139 @@
+"""Delivering the outbox: claiming notices, reading what they need, recording how each delivery went."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bot.adapters.outbox import DEAD, DONE, FAILED, SKIPPED, Claimed
+from bot.domain import errors
+from bot.service_layer import notices
+from bot.service_layer.results import RequestView
+from bot.service_layer.unit_of_work import AbstractUnitOfWork
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def notice_context(*, uow: AbstractUnitOfWork, request_id: str) -> tuple[RequestView, dict[str, tuple[str, str]]]:
+    """A request's current state and where its messages are, read together (what delivering a notice needs)."""
+    async with uow.reading():
+        request = await uow.requests.get(request_id)
+        if request is None:
+            raise errors.RequestNotFound(f"There is no request {request_id}.")
+        refs = await uow.messages.for_request(request_id)
+    return RequestView.of(request), refs
+
+
+async def claim_notices(*, uow: AbstractUnitOfWork, by: str, lease: timedelta, limit: int = 20) -> list[Claimed]:
+    """Notices due now, each the earliest undelivered one of its target, leased to dispatcher ``by``."""
+    async with uow:
+        claimed = await uow.outbox.claim(by=by, now=utcnow(), lease=lease, limit=limit)
+        await uow.commit()
+    return claimed
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A notice delivered; for a posted message, where it is."""
+
+    notice: Claimed
+    purpose: str | None = None
+    channel_id: str | None = None
+    ts: str | None = None
+
+
+NoticeContext = tuple[RequestView, dict[str, tuple[str, str]]]
+
+
+async def notice_contexts(*, uow: AbstractUnitOfWork, request_ids: set[str]) -> dict[str, NoticeContext]:
+    """Several requests' state and message places, read in one unit."""
+    async with uow.reading():
+        found = {}
+        for request_id in request_ids:
+            request = await uow.requests.get(request_id)
+            if request is not None:
+                found[request_id] = (RequestView.of(request), await uow.messages.for_request(request_id))
+    return found
+
+
+async def notices_delivered(*, uow: AbstractUnitOfWork, deliveries: list[Delivery]) -> None:
+    """Mark notices delivered, recording the place of each posted message, in one transaction."""
+    async with uow:
+        now = utcnow()
+        for d in deliveries:
+            if d.purpose and d.channel_id and d.ts:
+                await uow.messages.record(
+                    request_id=d.notice.request_id, purpose=d.purpose, channel_id=d.channel_id, ts=d.ts, at=now
+                )
+            await uow.outbox.finish(d.notice.id, status=DONE, at=now)
+        await uow.commit()
+
+
+async def notice_skipped(*, uow: AbstractUnitOfWork, notice: Claimed, why: str) -> None:
+    async with uow:
+        await uow.outbox.finish(notice.id, status=SKIPPED, at=utcnow(), error=why[:255])
+        await uow.commit()
+
+
+async def notice_retry(
+    *,
+    uow: AbstractUnitOfWork,
+    notice: Claimed,
+    error: str,
+    delay: timedelta,
+    max_attempts: int,
+    tell_requester: str | None = None,
+) -> bool:
+    """Try again after ``delay``; after ``max_attempts`` the notice is a dead letter (returns False), and the
+    requester is told when ``tell_requester`` is given."""
+    async with uow:
+        attempts = await uow.outbox.reschedule(notice.id, at=utcnow() + delay, error=error)
+        if attempts >= max_attempts:
+            await uow.outbox.finish(notice.id, status=DEAD, at=utcnow(), error=error[:255])
+            if tell_requester:
+                await uow.queue(notices.problem(notice.request_id, notice.target, tell_requester))
+        await uow.commit()
+    return attempts < max_attempts
+
+
+async def notice_failed(
+    *, uow: AbstractUnitOfWork, notice: Claimed, error: str, tell_requester: str | None = None
+) -> None:
+    """A permanent failure: recorded, not retried; the requester is told when ``tell_requester`` is given."""
+    async with uow:
+        await uow.outbox.finish(notice.id, status=FAILED, at=utcnow(), error=error[:255])
+        if tell_requester:
+            await uow.queue(notices.problem(notice.request_id, notice.target, tell_requester))
+        await uow.audit.record(
+            action="notice.failed",
+            actor_id=None,
+            request_id=notice.request_id,
+            at=utcnow(),
+            details={"notice": notice.dedupe_key, "error": error},
+        )
+        await uow.commit()
+
+
+async def release_leases(*, uow: AbstractUnitOfWork) -> int:
+    """Free every lease (the one dispatcher of a SQLite database, starting after a crash)."""
+    async with uow:
+        released = await uow.outbox.release_leases()
+        await uow.commit()
+    return released
+
+
+async def outbox_entries(
+    *, uow: AbstractUnitOfWork, statuses: tuple[str, ...] = (DEAD, FAILED), limit: int = 100
+) -> list[Claimed]:
+    async with uow.reading():
+        return await uow.outbox.find(statuses=statuses, limit=limit)
+
+
+async def retry_outbox(*, uow: AbstractUnitOfWork, notice_ids: list[int] | None = None) -> int:
+    """Queue dead or failed notices again (all of them when ``notice_ids`` is None)."""
+    async with uow:
+        count = await uow.outbox.requeue(notice_ids, at=utcnow())
+        await uow.commit()
+    return count
