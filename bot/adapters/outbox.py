@@ -60,6 +60,49 @@ class Claimed:
         )
 
 
+# Statements built once (building them per call cost more than running them).
+_EARLIER, _LATER = OUTBOX.alias("earlier"), OUTBOX.alias("later")
+# Due now, not leased, and the earliest undelivered notice of its message.
+DUE = (
+    sa.select(OUTBOX)
+    .where(
+        OUTBOX.c.status == PENDING,
+        OUTBOX.c.next_attempt_at <= sa.bindparam("now"),
+        sa.or_(OUTBOX.c.lease_until.is_(None), OUTBOX.c.lease_until < sa.bindparam("now")),
+        ~sa.select(_EARLIER.c.id)
+        .where(
+            _EARLIER.c.request_id == OUTBOX.c.request_id,
+            _EARLIER.c.target == OUTBOX.c.target,
+            _EARLIER.c.id < OUTBOX.c.id,
+            _EARLIER.c.status == PENDING,
+        )
+        .exists(),
+    )
+    .order_by(OUTBOX.c.id)
+    .limit(sa.bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+SKIP_SUPERSEDED = (
+    sa.update(OUTBOX)
+    .where(
+        OUTBOX.c.status == PENDING,
+        OUTBOX.c.action.in_(UPDATES),
+        OUTBOX.c.lease_until.is_(None),
+        OUTBOX.c.attempts == 0,
+        sa.select(_LATER.c.id)
+        .where(
+            _LATER.c.request_id == OUTBOX.c.request_id,
+            _LATER.c.target == OUTBOX.c.target,
+            _LATER.c.action == OUTBOX.c.action,
+            _LATER.c.id > OUTBOX.c.id,
+            _LATER.c.status == PENDING,
+        )
+        .exists(),
+    )
+    .values(status=SKIPPED, finished_at=sa.bindparam("now"), last_error="superseded by a later update")
+)
+
+
 class AbstractOutbox(abc.ABC):
     @abc.abstractmethod
     async def add_many(self, notices: list[Notice], *, at: datetime) -> bool:
@@ -118,31 +161,10 @@ class SqlOutbox(AbstractOutbox):
         return bool(new)
 
     async def claim(self, *, by: str, now: datetime, lease: timedelta, limit: int) -> list[Claimed]:
-        await self._skip_superseded_updates(now)
-        earlier = OUTBOX.alias("earlier")
-        blocked = (
-            sa.select(earlier.c.id)
-            .where(
-                earlier.c.request_id == OUTBOX.c.request_id,
-                earlier.c.target == OUTBOX.c.target,
-                earlier.c.id < OUTBOX.c.id,
-                earlier.c.status == PENDING,
-            )
-            .exists()
-        )
-        query = (
-            sa.select(OUTBOX)
-            .where(
-                OUTBOX.c.status == PENDING,
-                OUTBOX.c.next_attempt_at <= now,
-                sa.or_(OUTBOX.c.lease_until.is_(None), OUTBOX.c.lease_until < now),
-                ~blocked,
-            )
-            .order_by(OUTBOX.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        rows = (await self.session.execute(query)).all()
+        # Superseded updates first: an update renders the request as it is when delivered, so an update not yet
+        # started is made redundant by a later one of the same message (fewer calls, same final state).
+        await self.session.execute(SKIP_SUPERSEDED, {"now": now})
+        rows = (await self.session.execute(DUE, {"now": now, "limit": limit})).all()
         if not rows:
             return []
         await self.session.execute(
@@ -151,33 +173,6 @@ class SqlOutbox(AbstractOutbox):
             .values(lease_until=now + lease, claimed_by=by, claims=OUTBOX.c.claims + 1)
         )
         return [replace(Claimed.of(r), claims=r.claims + 1) for r in rows]
-
-    async def _skip_superseded_updates(self, now: datetime) -> None:
-        """An update renders the request as it is when delivered, so an update not yet started is superseded
-        by a later one of the same message: skip it (fewer calls to Slack, same final state)."""
-        later = OUTBOX.alias("later")
-        newer = (
-            sa.select(later.c.id)
-            .where(
-                later.c.request_id == OUTBOX.c.request_id,
-                later.c.target == OUTBOX.c.target,
-                later.c.action == OUTBOX.c.action,
-                later.c.id > OUTBOX.c.id,
-                later.c.status == PENDING,
-            )
-            .exists()
-        )
-        await self.session.execute(
-            sa.update(OUTBOX)
-            .where(
-                OUTBOX.c.status == PENDING,
-                OUTBOX.c.action.in_(UPDATES),
-                OUTBOX.c.lease_until.is_(None),
-                OUTBOX.c.attempts == 0,
-                newer,
-            )
-            .values(status=SKIPPED, finished_at=now, last_error="superseded by a later update")
-        )
 
     async def finish(self, notice_id: int, *, status: str, at: datetime, error: str | None = None) -> None:
         await self.session.execute(
