@@ -52,7 +52,11 @@ async def test_sigterm_finishes_work_in_flight(tmp_path: Path) -> None:
             slack.inject("chat.postMessage", Fault.latency(1.0), Fault.latency(1.0), Fault.latency(1.0))
             reply = await slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> stopping")
             assert "is sent to" in reply.text
-            await asyncio.sleep(0.3)  # the three posts are in flight, each held for a second by Slack
+            for _ in range(250):  # until the three posts are in flight, each held for a second by Slack
+                if len(slack.calls_to("chat.postMessage")) == 3:
+                    break
+                await asyncio.sleep(0.02)
+            assert len(slack.calls_to("chat.postMessage")) == 3
             assert await bot.stop() == 0
             assert len(slack.dms("UALICE")) == len(slack.dms("UBOB")) == 1
             assert len(slack.channel_messages("CNOTIFY")) == 1
