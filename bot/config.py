@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     max_justification_length: int = Field(default=2000, ge=1, le=2900)
     max_open_requests: int = Field(default=10, ge=1)
     log_level: str = "INFO"
+    request_ttl_hours: float = Field(default=72.0, ge=0)  # pending requests expire after this; 0: never
+    expire_check_seconds: float = Field(default=60.0, gt=0)
     slack_timeout: float = Field(default=10.0, gt=0)  # seconds per Web API call
     outbox_lease_seconds: float = Field(default=30.0, gt=0)  # how long a dispatcher holds a claimed notice
     outbox_max_attempts: int = Field(default=8, ge=1)  # then the notice is a dead letter

@@ -42,6 +42,7 @@ class RequestFilter:
     requester_id: str | None = None
     approver_id: str | None = None
     involving: str | None = None  # the requester or one of the approvers
+    created_before: datetime | None = None
 
 
 class AbstractRequestRepository(abc.ABC):
@@ -204,6 +205,8 @@ class SqlRequestRepository(AbstractRequestRepository):
         if where.approver_id is not None:
             named = sa.select(APPROVERS.c.request_id).where(APPROVERS.c.user_id == where.approver_id)
             query = query.where(REQUESTS.c.id.in_(named))
+        if where.created_before is not None:
+            query = query.where(REQUESTS.c.created_at < where.created_before)
         if where.involving is not None:
             named = sa.select(APPROVERS.c.request_id).where(APPROVERS.c.user_id == where.involving)
             query = query.where(sa.or_(REQUESTS.c.requester_id == where.involving, REQUESTS.c.id.in_(named)))

@@ -62,7 +62,7 @@ def _for_event(event: events.Event, request: AccessRequest) -> list[Notice]:
     if isinstance(event, events.DecisionRecorded):
         return [*updates, Notice(f"{rid}:post:reply:{event.approver_id}", rid, CHANNEL, POST_REPLY, event.approver_id)]
     if isinstance(event, events.StatusChanged):
-        if event.new in (Status.APPROVED, Status.DENIED):
+        if event.new in (Status.APPROVED, Status.DENIED, Status.EXPIRED):
             return [*updates, Notice(f"{rid}:post:outcome", rid, REQUESTER, POST_OUTCOME)]
         return updates
     return []

@@ -208,10 +208,9 @@ async def expire(*, uow: AbstractUnitOfWork, request_id: str) -> RequestView:
 
 async def expire_stale(*, uow: AbstractUnitOfWork, older_than: timedelta, limit: int = 100) -> list[RequestView]:
     """Expire pending requests created more than ``older_than`` ago."""
-    cutoff = utcnow() - older_than
+    where = RequestFilter(Status.PENDING, created_before=utcnow() - older_than)
     async with uow.reading():
-        oldest = await uow.requests.find(RequestFilter(Status.PENDING), limit=10_000)
-    stale = [r.id for r in oldest if r.created_at < cutoff][:limit]
+        stale = [r.id for r in await uow.requests.find(where, limit=limit)]
     expired = []
     for request_id in stale:
         try:

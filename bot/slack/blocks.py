@@ -139,6 +139,11 @@ def requester_outcome(view: RequestView) -> tuple[str, list[Block]]:
     if view.status is Status.APPROVED:
         who = " and ".join(t.user(d.approver_id) for d in view.decisions)
         head = f":white_check_mark: Your request {view.id} for *{t.safe(view.resource, 1000)}* was approved by {who}."
+    elif view.status is Status.EXPIRED:
+        head = (
+            f":alarm_clock: Your request {view.id} for *{t.safe(view.resource, 1000)}* expired before both approvers "
+            "decided. Ask again with `/access-request` if you still need it."
+        )
     else:
         denial = view.denial
         assert denial is not None

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from datetime import timedelta
 
 import aiohttp
 from aiohttp import web
@@ -16,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from bot.adapters.database import is_sqlite
 from bot.adapters.db import Database
 from bot.config import Settings
-from bot.service_layer import delivery
+from bot.service_layer import delivery, services
 from bot.slack.app import build_app
 
 log = logging.getLogger("bot")
@@ -35,6 +36,7 @@ class BotServer:
         self.db.after_commit = self.dispatcher.wake
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
+        self._expirer: asyncio.Task[None] | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
@@ -45,6 +47,8 @@ class BotServer:
             if released:
                 log.warning("Outbox: took back %d notice(s) a previous run was delivering", released)
         self.dispatcher.start()
+        if self.settings.request_ttl_hours:
+            self._expirer = asyncio.create_task(self._expire_stale(), name="expire-stale-requests")
         if self.settings.socket_mode:
             assert self.settings.slack_app_token is not None
             app_token = self.settings.slack_app_token.get_secret_value()
@@ -63,6 +67,18 @@ class BotServer:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         log.info("Listening for Slack on http://%s:%s%s", self.settings.host, self.port, EVENTS_PATH)
 
+    async def _expire_stale(self) -> None:
+        """Expire pending requests older than REQUEST_TTL_HOURS; their messages and requesters are told."""
+        older_than = timedelta(hours=self.settings.request_ttl_hours)
+        while True:
+            try:
+                expired = await services.expire_stale(uow=self.db.uow(), older_than=older_than)
+                if expired:
+                    log.info("Expired %d pending request(s) older than %s", len(expired), older_than)
+            except Exception:
+                log.exception("expiring stale requests failed; trying again later")
+            await asyncio.sleep(self.settings.expire_check_seconds)
+
     async def _healthz(self, _request: web.Request) -> web.Response:
         try:
             await self.db.ping()
@@ -73,6 +89,9 @@ class BotServer:
 
     async def stop(self) -> None:
         """Stop taking requests, finish those in flight, deliver what is being delivered, close the database."""
+        if self._expirer is not None:
+            self._expirer.cancel()
+            await asyncio.gather(self._expirer, return_exceptions=True)
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]
         if self._runner is not None:

@@ -21,7 +21,7 @@ def expected_notices(view: RequestView) -> set[str]:
     rid = view.id
     owed = {f"{rid}:post:dm:{a.user_id}" for a in view.approvers} | {f"{rid}:post:channel"}
     owed |= {f"{rid}:post:reply:{d.approver_id}" for d in view.decisions}
-    if view.status.value in ("APPROVED", "DENIED"):
+    if view.status.value in ("APPROVED", "DENIED", "EXPIRED"):
         owed.add(f"{rid}:post:outcome")
     return owed
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bot.service_layer import services
 from bot.testing import text_of
-from tests.slack.conftest import World, eventually
+from tests.slack.conftest import World, eventually, start_world, stop_world
 
 REQUEST = "prod-db <@UALICE|alice> <@UBOB|bob> Investigating incident 42"
 
@@ -224,3 +226,20 @@ async def test_longest_resource_and_justification_render(world: World) -> None:
     assert all(call.get("blocks") for call in slack.calls_to("chat.postMessage"))
     view = await services.get(uow=world.bot.db.uow(), request_id=request_id)
     assert view.resource == resource and view.justification == justification
+
+
+async def test_a_request_nobody_decides_expires(tmp_path: Path) -> None:
+    world = await start_world(tmp_path, "http", request_ttl_hours=0.5 / 3600, expire_check_seconds=0.2)
+    slack = world.slack
+    try:
+        request_id = await create(world)
+        await eventually(lambda: "Expired" in latest(world, "UALICE", request_id), timeout=10)
+        await world.settled()
+        for user in ("UALICE", "UBOB"):
+            assert "[Approve]" not in latest(world, user, request_id)
+        assert "expired before both approvers decided" in text_of(
+            slack.dms("UREQ")[0].text, slack.dms("UREQ")[0].blocks
+        )
+        assert slack.channel_messages("CNOTIFY")[0].metadata["event_payload"]["status"] == "EXPIRED"  # type: ignore[index]
+    finally:
+        await stop_world(world)
