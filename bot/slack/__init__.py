@@ -1,1 +1,1 @@
-"""Slack adapters: listeners per surface, pure Block Kit builders, the notifier, the app runner."""
+"""Slack adapters: listeners per surface, pure Block Kit builders, the outbox dispatcher, the app runner."""

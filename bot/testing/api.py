@@ -129,12 +129,7 @@ def _channel_for_post(fake: SlackCore, channel_id: str) -> tuple[Result | None, 
         if person.deleted:
             return error("user_disabled"), ""
         channel_id = fake.dm_channel(channel_id).id
-    channel = fake.channels.get(channel_id)
-    if channel is None:
-        return error("channel_not_found"), ""
-    if not channel.bot_is_member:
-        return error("not_in_channel"), ""
-    return None, channel_id
+    return _readable_channel(fake, {"channel": channel_id})
 
 
 @method("chat.postMessage")

@@ -146,6 +146,17 @@ class SlackCore:
         """The bot's messages in its DM with ``user_id``, oldest first, each in its latest state."""
         return self.channel_messages("D" + user_id)
 
+    def dm_about(self, user_id: str, request_id: str) -> Message | None:
+        """The bot's DM to ``user_id`` about ``request_id`` (found by its message metadata), if any."""
+        return next(
+            (
+                m
+                for m in self.dms(user_id)
+                if ((m.metadata or {}).get("event_payload") or {}).get("request_id") == request_id
+            ),
+            None,
+        )
+
     def ephemerals_for(self, user_id: str) -> list[Ephemeral]:
         return [e for e in self.ephemerals if e.user == user_id]
 

@@ -61,12 +61,12 @@ async def test_kill_minus_nine_at_random_moments(tmp_path: Path) -> None:
             acked_requests.add(rid)
             for user in ("UALICE", "UBOB"):
                 for _ in range(1200):
-                    if _dm(slack, user, rid) is not None:
+                    if slack.dm_about(user, rid) is not None:
                         break
                     await asyncio.sleep(0.05)
                 else:
                     raise AssertionError(f"{user} never got a DM about {rid}")
-                seen = _dm(slack, user, rid).snapshot()  # what the approver has on screen when clicking
+                seen = slack.dm_about(user, rid).snapshot()  # what the approver has on screen when clicking
                 await attempt(lambda u=user, m=seen: slack.click(u, m, "approve_request"))
                 acked_decisions.add((rid, user))
 
@@ -104,9 +104,3 @@ async def test_kill_minus_nine_at_random_moments(tmp_path: Path) -> None:
             await bot.stop()
             await slack.close_http()
     assert kills >= 10
-
-
-def _dm(slack: FakeSlack, user: str, rid: str):  # type: ignore[no-untyped-def]
-    return next(
-        (m for m in slack.dms(user) if ((m.metadata or {}).get("event_payload") or {}).get("request_id") == rid), None
-    )

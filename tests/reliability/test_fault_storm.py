@@ -80,10 +80,7 @@ async def one_request(world: World, i: int) -> tuple[str, Status]:
     request_id = shown.split("Request ")[1].split(" ")[0]
 
     def dm(user: str):  # type: ignore[no-untyped-def]
-        return next(
-            (m for m in slack.dms(user) if (m.metadata or {}).get("event_payload", {}).get("request_id") == request_id),
-            None,
-        )
+        return slack.dm_about(user, request_id)
 
     await until(lambda: dm("UALICE") is not None and dm("UBOB") is not None)
     await slack.click("UALICE", dm("UALICE"), "approve_request")

@@ -36,12 +36,12 @@ async def test_two_replicas_one_outcome_each(tmp_path: Path) -> None:
             for i in range(REQUESTS):
                 slack.add_person(Person(f"UREQ{i}", f"req{i}", f"Requester {i}"))
             ids = await asyncio.gather(*(_create(slack, i, (a, b)[i % 2].url) for i in range(REQUESTS)))
-            await _until(lambda: all(_dm(slack, u, rid) for rid in ids for u in ("UALICE", "UBOB")))
+            await _until(lambda: all(slack.dm_about(u, rid) for rid in ids for u in ("UALICE", "UBOB")))
             clicks = []
             for rid in ids:  # Alice's click reaches one replica and Bob's the other, at the same moment
                 clicks += [
-                    slack.click("UALICE", _dm(slack, "UALICE", rid), "approve_request", to=a.url),  # type: ignore[arg-type]
-                    slack.click("UBOB", _dm(slack, "UBOB", rid), "approve_request", to=b.url),
+                    slack.click("UALICE", slack.dm_about("UALICE", rid), "approve_request", to=a.url),  # type: ignore[arg-type]
+                    slack.click("UBOB", slack.dm_about("UBOB", rid), "approve_request", to=b.url),
                 ]  # type: ignore[arg-type]
             replies = await asyncio.gather(*clicks)
             assert {r.status for r in replies} == {200}
@@ -73,12 +73,6 @@ async def _create(slack: FakeSlack, i: int, to: str) -> str:
     reply = await slack.slash(f"UREQ{i}", f"db-{i} <@UALICE> <@UBOB> replica test {i}", to=to)
     assert reply.status == 200 and "is sent to" in reply.text, reply.text
     return reply.text.split("Request ")[1].split(" ")[0]
-
-
-def _dm(slack: FakeSlack, user: str, rid: str):  # type: ignore[no-untyped-def]
-    return next(
-        (m for m in slack.dms(user) if ((m.metadata or {}).get("event_payload") or {}).get("request_id") == rid), None
-    )
 
 
 async def _until(condition: object, timeout: float = 60) -> None:
