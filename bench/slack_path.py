@@ -43,6 +43,12 @@ class Watch:
         return await asyncio.wait_for(self.posted[(rid, user)], 60)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -68,6 +74,8 @@ async def start_app(
     if database_url:
         env["DATABASE_URL"] = database_url
     module = ["-m", "bot"] if kind == "bot" else ["-m", "bench.baseline_app"]
+    if os.environ.get("BENCH_PROFILE"):
+        module = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"], *module]
     log = (workdir / f"{kind}.log").open("wb")
     process = await asyncio.create_subprocess_exec(
         sys.executable, *module, env=env, cwd=workdir, stdout=log, stderr=log
@@ -126,11 +134,13 @@ async def run(
                     async with gate:
                         await flow(slack, watch, i, out)
 
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), cpu_seconds(process.pid)
                 await asyncio.gather(*(one(i) for i in range(flows)))
                 elapsed = time.perf_counter() - started
+                cpu_ms_per_flow = (cpu_seconds(process.pid) - cpu) * 1000 / flows
                 figures: dict[str, Any] = {name: summary(values) for name, values in out.items()}
                 figures["flows_per_second"] = flows / elapsed
+                figures["app_cpu_ms_per_flow"] = cpu_ms_per_flow
                 if rss_flows:
                     before = rss_kb(process.pid)
                     for start in range(0, rss_flows, 1000):

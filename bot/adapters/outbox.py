@@ -102,6 +102,12 @@ SKIP_SUPERSEDED = (
     .values(status=SKIPPED, finished_at=sa.bindparam("now"), last_error="superseded by a later update")
 )
 
+_FINISH_MANY = (
+    sa.update(OUTBOX)
+    .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(status=sa.bindparam("status"), finished_at=sa.bindparam("at"), lease_until=None, last_error=None)
+)
+
 
 class AbstractOutbox(abc.ABC):
     @abc.abstractmethod
@@ -113,6 +119,9 @@ class AbstractOutbox(abc.ABC):
 
     @abc.abstractmethod
     async def finish(self, notice_id: int, *, status: str, at: datetime, error: str | None = None) -> None: ...
+
+    @abc.abstractmethod
+    async def finish_many(self, notice_ids: list[int], *, status: str, at: datetime) -> None: ...
 
     @abc.abstractmethod
     async def reschedule(self, notice_id: int, *, at: datetime, error: str) -> int:
@@ -180,6 +189,10 @@ class SqlOutbox(AbstractOutbox):
             .where(OUTBOX.c.id == notice_id)
             .values(status=status, finished_at=at, lease_until=None, last_error=error)
         )
+
+    async def finish_many(self, notice_ids: list[int], *, status: str, at: datetime) -> None:
+        if notice_ids:
+            await self.session.execute(_FINISH_MANY, {"ids": notice_ids, "status": status, "at": at})
 
     async def reschedule(self, notice_id: int, *, at: datetime, error: str) -> int:
         await self.session.execute(

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -30,6 +32,13 @@ APPROVERS: sa.Table = ApproverRow.__table__  # type: ignore[attr-defined]
 DECISIONS: sa.Table = DecisionRow.__table__  # type: ignore[attr-defined]
 AUDIT: sa.Table = AuditRow.__table__  # type: ignore[attr-defined]
 MESSAGES: sa.Table = SlackMessageRow.__table__  # type: ignore[attr-defined]
+
+
+# Statements on the delivery path, built once.
+_BY_IDS = sa.select(REQUESTS).where(REQUESTS.c.id.in_(sa.bindparam("ids", expanding=True)))
+_MESSAGES_OF = sa.select(MESSAGES.c.request_id, MESSAGES.c.purpose, MESSAGES.c.channel_id, MESSAGES.c.ts).where(
+    MESSAGES.c.request_id.in_(sa.bindparam("ids", expanding=True))
+)
 
 
 class ConcurrentUpdate(Exception):
@@ -70,6 +79,10 @@ class AbstractRequestRepository(abc.ABC):
 
     @abc.abstractmethod
     async def _get(self, request_id: str, *, for_update: bool) -> AccessRequest | None: ...
+
+    @abc.abstractmethod
+    async def by_ids(self, request_ids: Sequence[str]) -> list[AccessRequest]:
+        """Several requests, read together (not for changing them: ``get(for_update=True)`` locks)."""
 
     @abc.abstractmethod
     async def save(self, request: AccessRequest) -> None:
@@ -136,6 +149,11 @@ class SqlRequestRepository(AbstractRequestRepository):
             query = query.with_for_update()  # PostgreSQL: the row lock; SQLite: BEGIN IMMEDIATE already holds
         found = await self._hydrate((await self.session.execute(query)).all())
         return found[0] if found else None
+
+    async def by_ids(self, request_ids: Sequence[str]) -> list[AccessRequest]:
+        if not request_ids:
+            return []
+        return await self._hydrate((await self.session.execute(_BY_IDS, {"ids": list(request_ids)})).all())
 
     async def save(self, request: AccessRequest) -> None:
         status, known = self._loaded[request.id]
@@ -293,6 +311,14 @@ class SqlAuditLog(AbstractAuditLog):
         return list((await self.session.execute(query)).scalars())
 
 
+@dataclass(frozen=True)
+class PostedMessage:
+    request_id: str
+    purpose: str
+    channel_id: str
+    ts: str
+
+
 class AbstractMessageLog(abc.ABC):
     """Slack messages posted about each request, keyed by purpose (``dm:U123``, ``channel``, ...)."""
 
@@ -301,8 +327,16 @@ class AbstractMessageLog(abc.ABC):
         """Purpose -> (channel id, ts)."""
 
     @abc.abstractmethod
+    async def for_requests(self, request_ids: Sequence[str]) -> dict[str, dict[str, tuple[str, str]]]:
+        """Request id -> purpose -> (channel id, ts), for several requests at once."""
+
+    @abc.abstractmethod
     async def record(self, *, request_id: str, purpose: str, channel_id: str, ts: str, at: datetime) -> bool:
         """Record a posted message; False if one was already recorded for that purpose."""
+
+    @abc.abstractmethod
+    async def record_many(self, posted: Sequence[PostedMessage], *, at: datetime) -> None:
+        """Record several posted messages; a purpose already recorded keeps its first message."""
 
 
 class SqlMessageLog(AbstractMessageLog):
@@ -314,6 +348,24 @@ class SqlMessageLog(AbstractMessageLog):
             MESSAGES.c.request_id == request_id
         )
         return {m.purpose: (m.channel_id, m.ts) for m in (await self.session.execute(query)).all()}
+
+    async def for_requests(self, request_ids: Sequence[str]) -> dict[str, dict[str, tuple[str, str]]]:
+        found: dict[str, dict[str, tuple[str, str]]] = {rid: {} for rid in request_ids}
+        if request_ids:
+            for m in (await self.session.execute(_MESSAGES_OF, {"ids": list(request_ids)})).all():
+                found[m.request_id][m.purpose] = (m.channel_id, m.ts)
+        return found
+
+    async def record_many(self, posted: Sequence[PostedMessage], *, at: datetime) -> None:
+        if not posted:
+            return
+        dialect = self.session.get_bind().dialect.name
+        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        rows = [
+            {"request_id": p.request_id, "purpose": p.purpose, "channel_id": p.channel_id, "ts": p.ts, "posted_at": at}
+            for p in posted
+        ]
+        await self.session.execute(insert(MESSAGES).on_conflict_do_nothing(), rows)
 
     async def record(self, *, request_id: str, purpose: str, channel_id: str, ts: str, at: datetime) -> bool:
         query = sa.select(MESSAGES.c.ts).where(MESSAGES.c.request_id == request_id, MESSAGES.c.purpose == purpose)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.adapters.outbox import DEAD, DONE, FAILED, SKIPPED, Claimed
+from bot.adapters.repository import PostedMessage
 from bot.domain import errors
 from bot.service_layer import notices
 from bot.service_layer.results import RequestView
@@ -50,24 +51,22 @@ NoticeContext = tuple[RequestView, dict[str, tuple[str, str]]]
 async def notice_contexts(*, uow: AbstractUnitOfWork, request_ids: set[str]) -> dict[str, NoticeContext]:
     """Several requests' state and message places, read in one unit."""
     async with uow.reading():
-        found = {}
-        for request_id in request_ids:
-            request = await uow.requests.get(request_id)
-            if request is not None:
-                found[request_id] = (RequestView.of(request), await uow.messages.for_request(request_id))
-    return found
+        requests = await uow.requests.by_ids(sorted(request_ids))
+        refs = await uow.messages.for_requests([r.id for r in requests])
+    return {r.id: (RequestView.of(r), refs[r.id]) for r in requests}
 
 
 async def notices_delivered(*, uow: AbstractUnitOfWork, deliveries: list[Delivery]) -> None:
     """Mark notices delivered, recording the place of each posted message, in one transaction."""
+    posted = [
+        PostedMessage(d.notice.request_id, d.purpose, d.channel_id, d.ts)
+        for d in deliveries
+        if d.purpose and d.channel_id and d.ts
+    ]
     async with uow:
         now = utcnow()
-        for d in deliveries:
-            if d.purpose and d.channel_id and d.ts:
-                await uow.messages.record(
-                    request_id=d.notice.request_id, purpose=d.purpose, channel_id=d.channel_id, ts=d.ts, at=now
-                )
-            await uow.outbox.finish(d.notice.id, status=DONE, at=now)
+        await uow.messages.record_many(posted, at=now)
+        await uow.outbox.finish_many([d.notice.id for d in deliveries], status=DONE, at=now)
         await uow.commit()
 
 

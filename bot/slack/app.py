@@ -8,6 +8,8 @@ from datetime import timedelta
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -45,19 +47,34 @@ def slack_client(settings: Settings, *, retries: bool, session: aiohttp.ClientSe
     )
 
 
+class CountingApp(AsyncApp):
+    """Bolt's app, counting the requests waiting for their ack: meanwhile the outbox dispatcher starts fewer
+    deliveries, so that the acks (which Slack wants within 3 s) get the event loop first."""
+
+    counter: Dispatcher | None = None
+
+    async def async_dispatch(self, req: AsyncBoltRequest) -> BoltResponse:
+        if self.counter is None:
+            return await super().async_dispatch(req)
+        self.counter.awaiting_ack += 1
+        try:
+            return await super().async_dispatch(req)  # returns once the listener has acked
+        finally:
+            self.counter.awaiting_ack -= 1
+            if not self.counter.awaiting_ack:
+                self.counter.wake()
+
+
 def build_app(
     settings: Settings, uow: UnitOfWorkFactory, session: aiohttp.ClientSession | None = None
 ) -> tuple[AsyncApp, Dispatcher]:
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
-    app = AsyncApp(
+    app = CountingApp(
         client=slack_client(settings, retries=True, session=session),
         signing_secret=secret,
         request_verification_enabled=not settings.socket_mode,
         logger=logging.getLogger("bot.bolt"),
     )
-    deps = Deps(uow=uow, policy=settings.policy, admins=settings.admin_users)
-    for surface in (commands, actions, views, events):
-        surface.register(app, deps)
     dispatcher = Dispatcher(
         slack_client(settings, retries=False, session=session),
         uow,
@@ -66,4 +83,9 @@ def build_app(
         max_attempts=settings.outbox_max_attempts,
         base_delay=settings.outbox_base_delay,
     )
+
+    app.counter = dispatcher
+    deps = Deps(uow=uow, policy=settings.policy, admins=settings.admin_users)
+    for surface in (commands, actions, views, events):
+        surface.register(app, deps)
     return app, dispatcher

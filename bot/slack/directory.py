@@ -23,11 +23,6 @@ UNAVAILABLE = (
 )
 
 
-UNAVAILABLE = (
-    "Slack could not tell me who the approvers are just now; nothing was stored. Please try again in a minute."
-)
-
-
 class SlackUnavailable(DomainError):
     code = "slack_unavailable"
 

@@ -86,16 +86,22 @@ class Dispatcher:
         max_delay: float = 300.0,
         sweep_every: float = 2.0,
         batch: int = 20,
+        batch_while_acking: int = 4,
+        flush_pause: float = 0.01,
     ) -> None:
         self.client, self.uow, self.notify_channel = client, uow, notify_channel
         self.lease, self.max_attempts, self.base_delay, self.max_delay = lease, max_attempts, base_delay, max_delay
-        self.sweep_every, self.batch = sweep_every, batch
+        self.sweep_every, self.batch, self.flush_pause = sweep_every, batch, flush_pause
+        # Slack gives a request 3 s for its ack; a notice can wait. While requests wait for their ack (counted by
+        # the app's middleware), fewer deliveries are started, so that the acks get the event loop first.
+        self.batch_while_acking, self.awaiting_ack = batch_while_acking, 0
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._delivered: list[delivery.Delivery] = []
         self._flush_lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -116,7 +122,7 @@ class Dispatcher:
         in_flight: set[asyncio.Task[None]] = set()
         while not self._stopping:
             self._wake.clear()
-            room = self.batch - len(in_flight)
+            room = (self.batch_while_acking if self.awaiting_ack else self.batch) - len(in_flight)
             if room > 0:
                 try:
                     claimed = await delivery.claim_notices(uow=self.uow(), by=self.name, lease=self.lease, limit=room)
@@ -135,6 +141,8 @@ class Dispatcher:
             except TimeoutError:
                 pass
         await asyncio.gather(*in_flight, return_exceptions=True)
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
         await self._flush_deliveries()
 
     async def _contexts(self, claimed: list[Claimed]) -> dict[str, delivery.NoticeContext]:
@@ -146,6 +154,20 @@ class Dispatcher:
         except Exception:
             log.exception("outbox: reading the requests of claimed notices failed")
             return {}
+
+    def _record(self, done: delivery.Delivery) -> None:
+        """Note a delivery; it is recorded with the others made within ``flush_pause`` (a group commit). Until
+        then the notice stays pending and leased, so the next notice of its message waits for it."""
+        self._delivered.append(done)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_after_pause(), name="outbox-flush")
+
+    async def _flush_after_pause(self) -> None:
+        await asyncio.sleep(self.flush_pause)
+        try:
+            await self._flush_deliveries()
+        except Exception:  # the notices stay leased; their next attempt finds the posted messages
+            log.exception("outbox: recording deliveries failed")
 
     async def _flush_deliveries(self) -> None:
         """Record every delivery made since the last flush in one transaction (a group commit). A crash
@@ -177,8 +199,7 @@ class Dispatcher:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             await self._retry(notice, f"no answer from Slack ({type(exc).__name__})")
         else:
-            self._delivered.append(delivery.Delivery(notice, *(placed or (None, None, None))))
-            await self._flush_deliveries()
+            self._record(delivery.Delivery(notice, *(placed or (None, None, None))))
 
     async def _on_slack_error(self, notice: Claimed, exc: SlackApiError) -> None:
         status = getattr(exc.response, "status_code", 200)
