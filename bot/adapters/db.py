@@ -19,8 +19,8 @@ class Database:
         self.engine: AsyncEngine = create_engine(url)
         self.session_factory = create_session_factory(self.engine)
         self._write_lock = asyncio.Lock() if is_sqlite(url) else None
-        self.read_engine: AsyncEngine | None = create_engine(url, read_only=True) if is_sqlite(url) else None
-        self.read_session_factory = create_session_factory(self.read_engine) if self.read_engine else None
+        self.read_engine: AsyncEngine = create_engine(url, read_only=True)  # for units that only read
+        self.read_session_factory = create_session_factory(self.read_engine)
         self.after_commit: Callable[[], None] | None = None  # e.g. wake the outbox dispatcher
 
     def uow(self) -> SqlUnitOfWork:
@@ -37,5 +37,4 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-        if self.read_engine is not None:
-            await self.read_engine.dispose()
+        await self.read_engine.dispose()

@@ -102,6 +102,8 @@ SKIP_SUPERSEDED = (
     .values(status=SKIPPED, finished_at=sa.bindparam("now"), last_error="superseded by a later update")
 )
 
+_KNOWN = sa.select(OUTBOX.c.dedupe_key).where(OUTBOX.c.dedupe_key.in_(sa.bindparam("keys", expanding=True)))
+_INSERT = sa.insert(OUTBOX)
 _FINISH_MANY = (
     sa.update(OUTBOX)
     .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)))
@@ -143,13 +145,11 @@ class SqlOutbox(AbstractOutbox):
 
     async def add_many(self, notices: list[Notice], *, at: datetime) -> bool:
         keys = [n.dedupe_key for n in notices]
-        known = set(
-            (await self.session.execute(sa.select(OUTBOX.c.dedupe_key).where(OUTBOX.c.dedupe_key.in_(keys)))).scalars()
-        )
+        known = set((await self.session.execute(_KNOWN, {"keys": keys})).scalars())
         new = [n for n in notices if n.dedupe_key not in known]
         if new:
             await self.session.execute(
-                sa.insert(OUTBOX),
+                _INSERT,
                 [
                     {
                         "dedupe_key": n.dedupe_key,

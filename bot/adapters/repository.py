@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -34,10 +35,36 @@ AUDIT: sa.Table = AuditRow.__table__  # type: ignore[attr-defined]
 MESSAGES: sa.Table = SlackMessageRow.__table__  # type: ignore[attr-defined]
 
 
-# Statements on the delivery path, built once.
+# Statements on the hot paths, built once: building them per call (and their cache keys) cost more than
+# running them.
+_INSERT_REQUEST, _INSERT_APPROVERS, _INSERT_DECISIONS = sa.insert(REQUESTS), sa.insert(APPROVERS), sa.insert(DECISIONS)
+_INSERT_AUDIT = sa.insert(AUDIT)
+_GET = sa.select(REQUESTS).where(REQUESTS.c.id == sa.bindparam("b_id"))
+_GET_FOR_UPDATE = _GET.with_for_update()
+_MOVE_STATUS = (
+    sa.update(REQUESTS)
+    .where(REQUESTS.c.id == sa.bindparam("b_id"), REQUESTS.c.status == sa.bindparam("b_was"))
+    .values(status=sa.bindparam("b_status"), updated_at=sa.bindparam("b_at"))
+)
 _BY_IDS = sa.select(REQUESTS).where(REQUESTS.c.id.in_(sa.bindparam("ids", expanding=True)))
 _MESSAGES_OF = sa.select(MESSAGES.c.request_id, MESSAGES.c.purpose, MESSAGES.c.channel_id, MESSAGES.c.ts).where(
     MESSAGES.c.request_id.in_(sa.bindparam("ids", expanding=True))
+)
+
+# The approvers and decisions of several requests. PostgreSQL gets ``= ANY(array)``: one statement text whatever
+# the number of requests, so asyncpg prepares it once (an IN list is a new statement for every length).
+_OF_MANY = (
+    sa.select(APPROVERS)
+    .where(APPROVERS.c.request_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(APPROVERS.c.position),
+    sa.select(DECISIONS)
+    .where(DECISIONS.c.request_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(DECISIONS.c.id),
+)
+_IDS = sa.bindparam("ids", type_=postgresql.ARRAY(sa.String))
+_OF_MANY_PG = (
+    sa.select(APPROVERS).where(APPROVERS.c.request_id == sa.any_(_IDS)).order_by(APPROVERS.c.position),
+    sa.select(DECISIONS).where(DECISIONS.c.request_id == sa.any_(_IDS)).order_by(DECISIONS.c.id),
 )
 
 
@@ -109,22 +136,23 @@ class SqlRequestRepository(AbstractRequestRepository):
 
     async def _add(self, request: AccessRequest, idempotency_key: str | None) -> None:
         await self.session.execute(
-            sa.insert(REQUESTS).values(
-                id=request.id,
-                requester_id=request.requester_id,
-                requester_name=request.requester_name,
-                resource=request.resource,
-                justification=request.justification,
-                duration_minutes=request.duration_minutes,
-                required_approvals=request.required_approvals,
-                status=request.status.value,
-                created_at=request.created_at,
-                updated_at=request.updated_at,
-                idempotency_key=idempotency_key,
-            )
+            _INSERT_REQUEST,
+            {
+                "id": request.id,
+                "requester_id": request.requester_id,
+                "requester_name": request.requester_name,
+                "resource": request.resource,
+                "justification": request.justification,
+                "duration_minutes": request.duration_minutes,
+                "required_approvals": request.required_approvals,
+                "status": request.status.value,
+                "created_at": request.created_at,
+                "updated_at": request.updated_at,
+                "idempotency_key": idempotency_key,
+            },
         )
         await self.session.execute(
-            sa.insert(APPROVERS),
+            _INSERT_APPROVERS,
             [
                 {
                     "request_id": request.id,
@@ -144,10 +172,9 @@ class SqlRequestRepository(AbstractRequestRepository):
         return found[0] if found else None
 
     async def _get(self, request_id: str, *, for_update: bool) -> AccessRequest | None:
-        query = sa.select(REQUESTS).where(REQUESTS.c.id == request_id)
-        if for_update:
-            query = query.with_for_update()  # PostgreSQL: the row lock; SQLite: BEGIN IMMEDIATE already holds
-        found = await self._hydrate((await self.session.execute(query)).all())
+        # PostgreSQL: the row lock; SQLite: BEGIN IMMEDIATE already holds the database's write lock.
+        query = _GET_FOR_UPDATE if for_update else _GET
+        found = await self._hydrate((await self.session.execute(query, {"b_id": request_id})).all())
         return found[0] if found else None
 
     async def by_ids(self, request_ids: Sequence[str]) -> list[AccessRequest]:
@@ -161,7 +188,7 @@ class SqlRequestRepository(AbstractRequestRepository):
         if new:
             try:
                 await self.session.execute(
-                    sa.insert(DECISIONS),
+                    _INSERT_DECISIONS,
                     [
                         {
                             "request_id": request.id,
@@ -176,9 +203,8 @@ class SqlRequestRepository(AbstractRequestRepository):
             except IntegrityError as exc:
                 raise ConcurrentUpdate(f"decision on {request.id} already recorded") from exc
         moved = await self.session.execute(
-            sa.update(REQUESTS)
-            .where(REQUESTS.c.id == request.id, REQUESTS.c.status == status.value)
-            .values(status=request.status.value, updated_at=request.updated_at)
+            _MOVE_STATUS,
+            {"b_id": request.id, "b_was": status.value, "b_status": request.status.value, "b_at": request.updated_at},
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             raise ConcurrentUpdate(f"request {request.id} changed under us")
@@ -236,13 +262,10 @@ class SqlRequestRepository(AbstractRequestRepository):
             return []
         approvers: dict[str, list[Any]] = defaultdict(list)
         decisions: dict[str, list[Any]] = defaultdict(list)
-        of_approvers = APPROVERS.c.request_id == ids[0] if len(ids) == 1 else APPROVERS.c.request_id.in_(ids)
-        query = sa.select(APPROVERS).where(of_approvers).order_by(APPROVERS.c.position)
-        for a in (await self.session.execute(query)).all():
+        of_many = _OF_MANY_PG if self.session.get_bind().dialect.name == "postgresql" else _OF_MANY
+        for a in (await self.session.execute(of_many[0], {"ids": ids})).all():
             approvers[a.request_id].append(a)
-        of_decisions = DECISIONS.c.request_id == ids[0] if len(ids) == 1 else DECISIONS.c.request_id.in_(ids)
-        query = sa.select(DECISIONS).where(of_decisions).order_by(DECISIONS.c.id)
-        for d in (await self.session.execute(query)).all():
+        for d in (await self.session.execute(of_many[1], {"ids": ids})).all():
             decisions[d.request_id].append(d)
         result = []
         for r in rows:
@@ -302,7 +325,8 @@ class SqlAuditLog(AbstractAuditLog):
         at: datetime,
     ) -> None:
         await self.session.execute(
-            sa.insert(AUDIT).values(at=at, actor_id=actor_id, action=action, request_id=request_id, details=details)
+            _INSERT_AUDIT,
+            {"at": at, "actor_id": actor_id, "action": action, "request_id": request_id, "details": details},
         )
 
     async def for_request(self, request_id: str) -> list[AuditRow]:

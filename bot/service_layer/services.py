@@ -241,9 +241,19 @@ async def list_requests(
     where = RequestFilter(status, requester_id, approver_id, involving)
     page, per_page = max(1, page), max(1, min(per_page, 100))
     async with uow.reading():
-        total = await uow.requests.count(where, up_to=COUNT_UP_TO)
-        items = await uow.requests.find(where, limit=per_page, offset=(page - 1) * per_page)
+        items, total = await _page_of(uow, where, limit=per_page, offset=(page - 1) * per_page)
     return Page(tuple(RequestView.of(r) for r in items), total, page, per_page, at_least=total >= COUNT_UP_TO)
+
+
+async def _page_of(
+    uow: AbstractUnitOfWork, where: RequestFilter, *, limit: int, offset: int
+) -> tuple[list[AccessRequest], int]:
+    """A page and the number of matches (up to COUNT_UP_TO). A page that is neither full nor empty is the last
+    one, so it tells the total without counting."""
+    items = await uow.requests.find(where, limit=limit, offset=offset)
+    if 0 < len(items) < limit or (not items and offset == 0):
+        return items, offset + len(items)
+    return items, await uow.requests.count(where, up_to=COUNT_UP_TO)
 
 
 async def pending_for_approver(*, uow: AbstractUnitOfWork, approver_id: str, limit: int = 20) -> list[RequestView]:
@@ -284,9 +294,7 @@ async def home_lists(
     """What a person's App Home shows, read in one unit: requests awaiting their decision, and their own."""
     async with uow.reading():
         todo = await uow.requests.pending_for_approver(user_id, limit=todo_limit)
-        where = RequestFilter(requester_id=user_id)
-        total = await uow.requests.count(where, up_to=COUNT_UP_TO)
-        mine = await uow.requests.find(where, limit=mine_limit)
+        mine, total = await _page_of(uow, RequestFilter(requester_id=user_id), limit=mine_limit, offset=0)
     page = Page(tuple(RequestView.of(r) for r in mine), total, 1, mine_limit, at_least=total >= COUNT_UP_TO)
     return [RequestView.of(r) for r in todo], page
 

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.adapters.outbox import AbstractOutbox, SqlOutbox
@@ -28,6 +30,8 @@ from bot.adapters.repository import (
 )
 from bot.domain.events import Event
 from bot.service_layer import notices
+
+_ALIVE = text("SELECT 1")
 
 
 class AbstractUnitOfWork(abc.ABC):
@@ -136,6 +140,8 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self._read_session_factory = read_session_factory or session_factory
         self._write_lock = write_lock
         self._holding = False
+        # SQLite files do not go away under us; a PostgreSQL server may restart between two units.
+        self._check_connection = session_factory.kw["bind"].dialect.name != "sqlite"
 
     async def _begin(self, *, read_only: bool) -> None:
         if self._write_lock is not None and not read_only:
@@ -143,6 +149,8 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             self._holding = True
         try:
             self.session = (self._read_session_factory if read_only else self._session_factory)()
+            if self._check_connection and not read_only:
+                await self._live_transaction()
             self.requests = SqlRequestRepository(self.session)
             self.audit = SqlAuditLog(self.session)
             self.messages = SqlMessageLog(self.session)
@@ -151,6 +159,18 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         except BaseException:
             self._release()
             raise
+
+    async def _live_transaction(self) -> None:
+        """Begin with a trivial statement; if the pooled connection turns out dead (the database restarted),
+        nothing has been done yet, so begin again on a new connection (SQLAlchemy has dropped the stale ones)."""
+        try:
+            await self.session.execute(_ALIVE)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            await self.session.close()
+            self.session = self._session_factory()
+            await self.session.execute(_ALIVE)
 
     async def _commit(self) -> None:
         await self.session.commit()
