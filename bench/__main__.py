@@ -1,6 +1,6 @@
 """``python -m bench`` (``make bench``): every benchmark, on SQLite and PostgreSQL; prints tables, writes JSON.
 
-python -m bench [--flows 300] [--concurrency 20] [--rss-flows 2000] [--scale 100000] [--skip-postgres]
+python -m bench [--flows 300] [--concurrency 20] [--rss-flows 10000] [--scale 100000] [--skip-postgres]
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--flows", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--rss-flows", type=int, default=2000)
+    parser.add_argument("--rss-flows", type=int, default=10_000)
     parser.add_argument("--scale", type=int, default=100_000)
     parser.add_argument("--skip-postgres", action="store_true")
     figures = asyncio.run(main(parser.parse_args()))

@@ -40,8 +40,9 @@ async def _service(db: Database, rid: str) -> None:
 
 
 # The statements the service runs for a first approval (see the SQL log of one call): lock and load the
-# request, its approvers and decisions; insert the decision; move the status if unchanged; audit; queue the
-# four notices it owes (updates of both DMs and the channel message, a thread reply) unless already queued.
+# request, its approvers and decisions; insert the decision; move the status if unchanged; mark the approver as
+# no longer awaited; audit; queue the four notices it owes (updates of both DMs and the channel message, a thread
+# reply) unless already queued.
 def _notice_rows(rid: str, now: str) -> list[tuple[Any, ...]]:
     owed = [
         (f"{rid}:update:dm:UALICE:1:PENDING", "dm:UALICE", "update_dm", "UALICE"),
@@ -75,6 +76,9 @@ async def _raw_sqlite(conn: aiosqlite.Connection, rid: str) -> None:
     await conn.execute(
         "UPDATE access_requests SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
         ("PENDING", now, rid, "PENDING"),
+    )
+    await conn.execute(
+        "UPDATE request_approvers SET awaiting = 0 WHERE request_id = ? AND user_id IN (?)", (rid, "UALICE")
     )
     await conn.execute(
         "INSERT INTO audit_log (at, actor_id, action, request_id, details) VALUES (?, ?, ?, ?, ?)",
@@ -112,6 +116,9 @@ async def _raw_pg(pool: asyncpg.Pool, rid: str) -> None:
             now,
             rid,
             "PENDING",
+        )
+        await conn.execute(
+            "UPDATE request_approvers SET awaiting = false WHERE request_id = $1 AND user_id IN ($2)", rid, "UALICE"
         )
         await conn.execute(
             "INSERT INTO audit_log (at, actor_id, action, request_id, details) VALUES ($1, $2, $3, $4, $5)",

@@ -41,6 +41,33 @@ _INSERT_REQUEST, _INSERT_APPROVERS, _INSERT_DECISIONS = sa.insert(REQUESTS), sa.
 _INSERT_AUDIT = sa.insert(AUDIT)
 _GET = sa.select(REQUESTS).where(REQUESTS.c.id == sa.bindparam("b_id"))
 _GET_FOR_UPDATE = _GET.with_for_update()
+_NONE_AWAITING = (
+    sa.update(APPROVERS)
+    .where(APPROVERS.c.request_id == sa.bindparam("b_id"), APPROVERS.c.awaiting)
+    .values(awaiting=False)
+)
+_DECIDED = (
+    sa.update(APPROVERS)
+    .where(
+        APPROVERS.c.request_id == sa.bindparam("b_id"),
+        APPROVERS.c.user_id.in_(sa.bindparam("b_users", expanding=True)),
+    )
+    .values(awaiting=False)
+)
+_AWAITING = (
+    sa.select(REQUESTS)
+    .join(APPROVERS, APPROVERS.c.request_id == REQUESTS.c.id)
+    .where(
+        APPROVERS.c.user_id == sa.bindparam("b_user"),
+        APPROVERS.c.awaiting,
+        REQUESTS.c.status == Status.PENDING.value,
+        ~sa.select(DECISIONS.c.id)
+        .where(DECISIONS.c.request_id == REQUESTS.c.id, DECISIONS.c.approver_id == sa.bindparam("b_user"))
+        .exists(),
+    )
+    .order_by(REQUESTS.c.created_at.desc(), REQUESTS.c.id.desc())
+    .limit(sa.bindparam("b_limit"))
+)
 _MOVE_STATUS = (
     sa.update(REQUESTS)
     .where(REQUESTS.c.id == sa.bindparam("b_id"), REQUESTS.c.status == sa.bindparam("b_was"))
@@ -160,6 +187,7 @@ class SqlRequestRepository(AbstractRequestRepository):
                     "user_id": a.user_id,
                     "display_name": a.display_name,
                     "email": a.email,
+                    "awaiting": request.status is Status.PENDING,
                 }
                 for i, a in enumerate(request.approvers)
             ],
@@ -208,6 +236,10 @@ class SqlRequestRepository(AbstractRequestRepository):
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             raise ConcurrentUpdate(f"request {request.id} changed under us")
+        if request.status is not Status.PENDING and status is Status.PENDING:
+            await self.session.execute(_NONE_AWAITING, {"b_id": request.id})
+        elif new:
+            await self.session.execute(_DECIDED, {"b_id": request.id, "b_users": [d.approver_id for d in new]})
         self._loaded[request.id] = (request.status, len(request.decisions))
 
     async def find(self, where: RequestFilter, *, limit: int, offset: int = 0) -> list[AccessRequest]:
@@ -224,21 +256,11 @@ class SqlRequestRepository(AbstractRequestRepository):
         return int((await self.session.execute(query)).scalar_one())
 
     async def pending_for_approver(self, approver_id: str, *, limit: int) -> list[AccessRequest]:
-        # Driven from the approver's own rows (index on request_approvers.user_id), not from every pending
-        # request: the cost follows how many requests name this person, not the table's size.
-        decided = (
-            sa.select(DECISIONS.c.id)
-            .where(DECISIONS.c.request_id == REQUESTS.c.id, DECISIONS.c.approver_id == approver_id)
-            .exists()
-        )
-        query = (
-            sa.select(REQUESTS)
-            .join(APPROVERS, APPROVERS.c.request_id == REQUESTS.c.id)
-            .where(APPROVERS.c.user_id == approver_id, REQUESTS.c.status == Status.PENDING.value, ~decided)
-            .order_by(REQUESTS.c.created_at.desc(), REQUESTS.c.id.desc())
-            .limit(limit)
-        )
-        return await self._hydrate((await self.session.execute(query)).all())
+        # Driven from the approver's rows still awaiting them (a partial index): the cost follows how many
+        # requests wait for this person, not how many ever named them nor the table's size. Status and decisions
+        # are checked too: the flag narrows the search, the request's own rows decide.
+        rows = (await self.session.execute(_AWAITING, {"b_user": approver_id, "b_limit": limit})).all()
+        return await self._hydrate(rows)
 
     @staticmethod
     def _filtered(query: Any, where: RequestFilter) -> Any:

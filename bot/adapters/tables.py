@@ -19,7 +19,7 @@ NAMING_CONVENTION = {
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 UTC_TIMESTAMP = sa.DateTime(timezone=True)
-PENDING_ONLY = sa.text("status = 'PENDING'")
+AWAITING_ONLY = sa.text("awaiting")
 
 
 class AccessRequestRow(SQLModel, table=True):
@@ -27,9 +27,6 @@ class AccessRequestRow(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_access_requests_status_created", "status", "created_at"),
         sa.Index("ix_access_requests_requester_created", "requester_id", "created_at"),
-        # "Awaiting my decision" walks the approver's rows and keeps the pending requests: this small index
-        # answers "is it pending?" without reading each request (3x faster at 100,000 requests).
-        sa.Index("ix_access_requests_pending", "id", sqlite_where=PENDING_ONLY, postgresql_where=PENDING_ONLY),
     )
 
     id: str = Field(primary_key=True, max_length=16)
@@ -48,13 +45,26 @@ class AccessRequestRow(SQLModel, table=True):
 
 class ApproverRow(SQLModel, table=True):
     __tablename__ = "request_approvers"
-    __table_args__ = (sa.Index("ix_request_approvers_user", "user_id", "request_id"),)
+    __table_args__ = (
+        sa.Index("ix_request_approvers_user", "user_id", "request_id"),
+        # "Awaiting my decision" reads only these rows: a few per person, however many requests they were ever
+        # named on (it used to walk all of them and look up each request's status).
+        sa.Index(
+            "ix_request_approvers_awaiting",
+            "user_id",
+            "request_id",
+            sqlite_where=AWAITING_ONLY,
+            postgresql_where=AWAITING_ONLY,
+        ),
+    )
 
     request_id: str = Field(foreign_key="access_requests.id", primary_key=True, max_length=16)
     position: int = Field(primary_key=True)
     user_id: str = Field(max_length=32)
     display_name: str = Field(default="", max_length=255)
     email: str | None = Field(default=None, max_length=320)
+    # True while the request is pending and this approver has not decided it (kept by the repository's save).
+    awaiting: bool = Field(default=True, sa_column_kwargs={"server_default": sa.false()})
 
 
 class DecisionRow(SQLModel, table=True):
