@@ -70,7 +70,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"Database path on {db_name}...", flush=True)
                 out[f"db_{db_name}"] = await db_path.run(await url("db"), n=300)
                 print(f"Scale ({args.scale:,} requests) on {db_name}...", flush=True)
-                out[f"scale_{db_name}"] = await scale.run(await url("scale"), n=args.scale)
+                out[f"scale_{db_name}"] = await scale.run_apart(await url("scale"), n=args.scale)
             finally:
                 for name in pg_names:
                     await _drop(name)
@@ -82,7 +82,7 @@ def report(out: dict[str, Any]) -> None:
     print("\n== Slack path (ms; flows/s) ==")
     print(
         f"{'':<16}{'ack p50':>9}{'p95':>7}{'p99':>7}{'both DMs p50':>14}{'notice p50':>12}{'flows/s':>9}"
-        f"{'ack x':>7}{'DMs x':>7}{'tput x':>8}"
+        f"{'ack x':>7}{'DMs x':>7}{'tput x':>8}{'CPU ms/flow':>13}"
     )
     for key in ("baseline", "bot_sqlite", "bot_postgres"):
         if key not in out:
@@ -101,7 +101,7 @@ def report(out: dict[str, Any]) -> None:
         )
         print(
             f"{key:<16}{ack['p50_ms']:>9.1f}{ack['p95_ms']:>7.1f}{ack['p99_ms']:>7.1f}{dms:>14.1f}{notice:>12.1f}"
-            f"{tput:>9.1f}{ratios[0]:>7.2f}{ratios[1]:>7.2f}{ratios[2]:>8.2f}"
+            f"{tput:>9.1f}{ratios[0]:>7.2f}{ratios[1]:>7.2f}{ratios[2]:>8.2f}{r['app_cpu_ms_per_flow']:>13.1f}"
         )
     if "rss_before_mb" in out.get("bot_sqlite", {}):
         r = out["bot_sqlite"]

@@ -42,7 +42,7 @@ async def _service(db: Database, rid: str) -> None:
 # The statements the service runs for a first approval (see the SQL log of one call): lock and load the
 # request, its approvers and decisions; insert the decision; move the status if unchanged; mark the approver as
 # no longer awaited; audit; queue the four notices it owes (updates of both DMs and the channel message, a thread
-# reply) unless already queued.
+# reply), those already queued left out by ON CONFLICT.
 def _notice_rows(rid: str, now: str) -> list[tuple[Any, ...]]:
     owed = [
         (f"{rid}:update:dm:UALICE:1:PENDING", "dm:UALICE", "update_dm", "UALICE"),
@@ -57,7 +57,7 @@ def _notice_rows(rid: str, now: str) -> list[tuple[Any, ...]]:
 
 OUTBOX_INSERT = (
     "INSERT INTO outbox (dedupe_key, request_id, target, action, subject, details, status, attempts,"
-    " claims, next_attempt_at, created_at) VALUES ({})"
+    " claims, next_attempt_at, created_at) VALUES {} ON CONFLICT (dedupe_key) DO NOTHING RETURNING id"
 )
 
 
@@ -85,14 +85,8 @@ async def _raw_sqlite(conn: aiosqlite.Connection, rid: str) -> None:
         (now, "UALICE", "decision.approve", rid, json.dumps({"reason": None})),
     )
     rows = _notice_rows(rid, now)
-    marks = ", ".join("?" * len(rows))
-    await (
-        await conn.execute(
-            f"SELECT dedupe_key FROM outbox WHERE dedupe_key IN ({marks})",  # noqa: S608
-            [r[0] for r in rows],
-        )
-    ).fetchall()
-    await conn.executemany(OUTBOX_INSERT.format(", ".join("?" * 11)), rows)
+    values = ", ".join(["(" + ", ".join("?" * 11) + ")"] * len(rows))
+    await (await conn.execute(OUTBOX_INSERT.format(values), [v for r in rows for v in r])).fetchall()
     await conn.execute("COMMIT")
 
 
@@ -129,10 +123,11 @@ async def _raw_pg(pool: asyncpg.Pool, rid: str) -> None:
             json.dumps({"reason": None}),
         )
         rows = [(*r[:9], now, now) for r in _notice_rows(rid, "")]
-        await conn.fetch("SELECT dedupe_key FROM outbox WHERE dedupe_key = ANY($1)", [r[0] for r in rows])
-        await conn.executemany(
-            OUTBOX_INSERT.format(", ".join(f"${i}" for i in range(1, 12))).replace("$6", "$6::json"), rows
+        values = ", ".join(
+            "(" + ", ".join(f"${11 * n + i}" + ("::json" if i == 6 else "") for i in range(1, 12)) + ")"
+            for n in range(len(rows))
         )
+        await conn.fetch(OUTBOX_INSERT.format(values), *(v for r in rows for v in r))
 
 
 async def _timed(work: Any, ids: list[str], in_flight: int) -> tuple[list[float], float]:

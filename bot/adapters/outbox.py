@@ -8,14 +8,28 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.adapters.repository import utc
 from bot.adapters.tables import OutboxRow
-from bot.service_layer.notices import UPDATE_CHANNEL, UPDATE_DM, Notice
+from bot.service_layer.notices import (
+    POST_CONFIRMATION,
+    POST_DM,
+    POST_OUTCOME,
+    POST_PROBLEM,
+    UPDATE_CHANNEL,
+    UPDATE_DM,
+    Notice,
+)
 
 PENDING, DONE, SKIPPED, FAILED, DEAD = "pending", "done", "skipped", "failed", "dead"
 UPDATES = (UPDATE_DM, UPDATE_CHANNEL)
+# Messages someone is waiting for go first when the dispatcher is busy: an approver cannot decide before their DM
+# arrives, and the requester waits for the outcome. Updates and the channel's copies follow (each message's own
+# notices still go out in order).
+WAITED_FOR = (POST_DM, POST_OUTCOME, POST_CONFIRMATION, POST_PROBLEM)
 OUTBOX: sa.Table = OutboxRow.__table__  # type: ignore[attr-defined]
 
 
@@ -78,7 +92,7 @@ DUE = (
         )
         .exists(),
     )
-    .order_by(OUTBOX.c.id)
+    .order_by(sa.case((OUTBOX.c.action.in_(WAITED_FOR), 0), else_=1), OUTBOX.c.id)
     .limit(sa.bindparam("limit"))
     .with_for_update(skip_locked=True)
 )
@@ -102,8 +116,12 @@ SKIP_SUPERSEDED = (
     .values(status=SKIPPED, finished_at=sa.bindparam("now"), last_error="superseded by a later update")
 )
 
-_KNOWN = sa.select(OUTBOX.c.dedupe_key).where(OUTBOX.c.dedupe_key.in_(sa.bindparam("keys", expanding=True)))
-_INSERT = sa.insert(OUTBOX)
+_INSERT_NEW = {
+    "sqlite": sqlite_insert(OUTBOX).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(OUTBOX.c.id),
+    "postgresql": postgresql_insert(OUTBOX)
+    .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    .returning(OUTBOX.c.id),
+}
 _FINISH_MANY = (
     sa.update(OUTBOX)
     .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)))
@@ -144,30 +162,29 @@ class SqlOutbox(AbstractOutbox):
         self.session = session
 
     async def add_many(self, notices: list[Notice], *, at: datetime) -> bool:
-        keys = [n.dedupe_key for n in notices]
-        known = set((await self.session.execute(_KNOWN, {"keys": keys})).scalars())
-        new = [n for n in notices if n.dedupe_key not in known]
-        if new:
-            await self.session.execute(
-                _INSERT,
-                [
-                    {
-                        "dedupe_key": n.dedupe_key,
-                        "request_id": n.request_id,
-                        "target": n.target,
-                        "action": n.action,
-                        "subject": n.subject,
-                        "details": n.details,
-                        "status": PENDING,
-                        "attempts": 0,
-                        "claims": 0,
-                        "next_attempt_at": at,
-                        "created_at": at,
-                    }
-                    for n in new
-                ],
-            )
-        return bool(new)
+        # One statement: rows whose key is already queued are left out by the database, which also settles two
+        # transactions queuing the same key at once. RETURNING tells which were new.
+        insert = _INSERT_NEW[self.session.get_bind().dialect.name]
+        inserted = await self.session.execute(
+            insert,
+            [
+                {
+                    "dedupe_key": n.dedupe_key,
+                    "request_id": n.request_id,
+                    "target": n.target,
+                    "action": n.action,
+                    "subject": n.subject,
+                    "details": n.details,
+                    "status": PENDING,
+                    "attempts": 0,
+                    "claims": 0,
+                    "next_attempt_at": at,
+                    "created_at": at,
+                }
+                for n in notices
+            ],
+        )
+        return bool(inserted.all())
 
     async def claim(self, *, by: str, now: datetime, lease: timedelta, limit: int) -> list[Claimed]:
         # Superseded updates first: an update renders the request as it is when delivered, so an update not yet
