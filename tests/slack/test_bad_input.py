@@ -52,6 +52,15 @@ async def test_slow_slack_still_gets_an_ack_in_time(world: World) -> None:
     await eventually(lambda: len(world.slack.dms("UALICE")) == 1)
 
 
+async def test_a_refusal_after_a_slow_lookup_still_reaches_the_requester(world: World) -> None:
+    world.slack.inject("users.info", Fault.latency(2.5))
+    reply = await world.slack.slash("UREQ", "prod-db <@UALICE> <@UGONE> incident")
+    assert reply.status == 200 and reply.seconds < 3
+    assert "Working on it" in world.slack.last_ephemeral("UREQ")
+    await eventually(lambda: "deactivated" in world.slack.last_ephemeral("UREQ"))
+    assert (await services.list_requests(uow=world.bot.db.uow())).total == 0
+
+
 async def test_slack_failing_users_info_stores_nothing_and_says_so(world: World) -> None:
     world.slack.inject("users.info", Fault.slack_error("fatal_error"), Fault.slack_error("fatal_error"))
     await world.slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident")

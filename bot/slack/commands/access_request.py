@@ -22,6 +22,7 @@ from bot.slack.directory import resolve_approvers
 
 COMMAND = "/access-request"
 ACK_BUDGET = 2.0  # seconds of Slack's 3 spent working before acking with "working on it"
+WORKING = "Working on it: Slack is slow to answer. I'll reply here in a moment."
 STATUSES = {s.value.lower(): s for s in Status}
 
 
@@ -84,14 +85,33 @@ async def _create(
             policy=deps.policy,
         )
 
-    task = asyncio.ensure_future(store())
+    # The request is stored in this coroutine (no task to hand it to: each hand-off is a turn of the event loop
+    # that a busy bot makes the person wait for). If it takes longer than ACK_BUDGET, a timer acks with "working
+    # on it" meanwhile, and the outcome follows through response_url.
+    late = False
+    acking: set[asyncio.Task[None]] = set()
+
+    def working() -> None:
+        nonlocal late
+        late = True
+        acking.add(asyncio.ensure_future(ack(**reply(b.notice(WORKING)))))
+
+    timer = asyncio.get_running_loop().call_later(ACK_BUDGET, working)
     try:
-        view = await asyncio.wait_for(asyncio.shield(task), ACK_BUDGET)
+        view = await store()
+    except DomainError as refused:
+        if not late:
+            raise  # acked with the refusal by the command's handler
+        await asyncio.gather(*acking)
+        await respond(**reply(b.notice(f":warning: {refused.message}")), response_type="ephemeral")
+        return
+    finally:
+        timer.cancel()
+    if not late:
         await ack(**reply(b.confirmation(view)))
-    except TimeoutError:
-        await ack(**reply(b.notice("Working on it: Slack is slow to answer. I'll reply here in a moment.")))
-        view = await task
-        await respond(**reply(b.confirmation(view)), response_type="ephemeral", replace_original=False)
+        return
+    await asyncio.gather(*acking)
+    await respond(**reply(b.confirmation(view)), response_type="ephemeral", replace_original=False)
 
 
 async def _visible(deps: Deps, user: str, request_id: str) -> RequestView:
