@@ -91,6 +91,23 @@ async def start_app(
     raise RuntimeError(f"{kind} did not start; see {workdir}")
 
 
+QUIET = 0.25  # seconds without a Slack call that mean an app has finished its work
+
+
+async def quiet(slack: FakeSlack, timeout: float = 300) -> float:
+    """Wait until the app has made no Slack call for QUIET seconds; returns when its last call came. Work an
+    app puts off (the bot's queued updates, the baseline's calls after its acks) counts this way."""
+    deadline = time.monotonic() + timeout
+    seen, last = len(slack.calls), time.perf_counter()
+    while time.perf_counter() - last < QUIET:
+        await asyncio.sleep(0.02)
+        if len(slack.calls) != seen:
+            seen, last = len(slack.calls), time.perf_counter()
+        if time.monotonic() > deadline:
+            raise RuntimeError("the app never went quiet")
+    return last
+
+
 async def flow(slack: FakeSlack, watch: Watch, i: int, out: dict[str, list[float]]) -> None:
     requester = f"UREQ{i % REQUESTERS}"
     sent = time.time()
@@ -136,16 +153,21 @@ async def run(
 
                 started, cpu = time.perf_counter(), cpu_seconds(process.pid)
                 await asyncio.gather(*(one(i) for i in range(flows)))
-                elapsed = time.perf_counter() - started
+                flows_done = time.perf_counter() - started
+                elapsed = await quiet(slack) - started  # throughput counts all the work, put off or not
                 cpu_ms_per_flow = (cpu_seconds(process.pid) - cpu) * 1000 / flows
                 figures: dict[str, Any] = {name: summary(values) for name, values in out.items()}
                 figures["flows_per_second"] = flows / elapsed
+                figures["calls_after_last_flow_s"] = elapsed - flows_done
                 figures["app_cpu_ms_per_flow"] = cpu_ms_per_flow
                 if rss_flows:
                     before = rss_kb(process.pid)
                     for start in range(0, rss_flows, 1000):
-                        await asyncio.gather(*(one(flows + i) for i in range(start, min(start + 1000, rss_flows))))
+                        chunk = range(start, min(start + 1000, rss_flows))
+                        await asyncio.gather(*(one(flows + i) for i in chunk))
+                        await quiet(slack)
                         slack.messages.clear()  # the fake's own memory is not the app's
+                        slack.calls.clear()
                         watch.posted.clear()
                     figures["rss_before_mb"] = before / 1024
                     figures["rss_after_mb"] = rss_kb(process.pid) / 1024
@@ -160,3 +182,4 @@ async def run(
 async def _warm_up(slack: FakeSlack, watch: Watch) -> None:
     out: dict[str, list[float]] = defaultdict(list)
     await asyncio.gather(*(flow(slack, watch, 100_000 + i, out) for i in range(10)))
+    await quiet(slack)

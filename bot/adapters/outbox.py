@@ -14,22 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.adapters.repository import utc
 from bot.adapters.tables import OutboxRow
-from bot.service_layer.notices import (
-    POST_CONFIRMATION,
-    POST_DM,
-    POST_OUTCOME,
-    POST_PROBLEM,
-    UPDATE_CHANNEL,
-    UPDATE_DM,
-    Notice,
-)
+from bot.service_layer.notices import UPDATE_CHANNEL, UPDATE_DM, Notice
 
 PENDING, DONE, SKIPPED, FAILED, DEAD = "pending", "done", "skipped", "failed", "dead"
 UPDATES = (UPDATE_DM, UPDATE_CHANNEL)
-# Messages someone is waiting for go first when the dispatcher is busy: an approver cannot decide before their DM
-# arrives, and the requester waits for the outcome. Updates and the channel's copies follow (each message's own
-# notices still go out in order).
-WAITED_FOR = (POST_DM, POST_OUTCOME, POST_CONFIRMATION, POST_PROBLEM)
 OUTBOX: sa.Table = OutboxRow.__table__  # type: ignore[attr-defined]
 
 
@@ -92,7 +80,7 @@ DUE = (
         )
         .exists(),
     )
-    .order_by(sa.case((OUTBOX.c.action.in_(WAITED_FOR), 0), else_=1), OUTBOX.c.id)
+    .order_by(OUTBOX.c.id)
     .limit(sa.bindparam("limit"))
     .with_for_update(skip_locked=True)
 )

@@ -89,7 +89,7 @@ async def _create(
     # that a busy bot makes the person wait for). If it takes longer than ACK_BUDGET, a timer acks with "working
     # on it" meanwhile, and the outcome follows through response_url.
     late = False
-    acking: set[asyncio.Task[None]] = set()
+    acking: set[asyncio.Future[Any]] = set()
 
     def working() -> None:
         nonlocal late
