@@ -1,0 +1,46 @@
+"""Slack wants an ack within 3 s; a notice can wait. While a request waits for its ack, the outbox dispatcher
+starts one delivery at a time, and all of them together otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.testing import Fault
+from bot.testing.workspace import Message
+from tests.slack.conftest import World, eventually
+
+
+async def _post_times(world: World) -> list[float]:
+    """When each of a new request's three messages (two DMs, the channel's) reached Slack, each post taking
+    Slack 0.3 s."""
+    loop, times = asyncio.get_running_loop(), []
+
+    def seen(_: Message) -> None:
+        times.append(loop.time())
+
+    world.slack.on_post.append(seen)
+    world.slack.inject("chat.postMessage", *[Fault.latency(0.3)] * 3)
+    await world.slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident 42")
+    await eventually(lambda: len(times) == 3)
+    return times
+
+
+async def test_one_delivery_at_a_time_while_an_ack_is_pending(world: World) -> None:
+    world.bot.dispatcher.awaiting_ack += 1  # as if another person's request were still waiting for its ack
+    try:
+        times = await _post_times(world)
+    finally:
+        world.bot.dispatcher.awaiting_ack -= 1
+    assert times[-1] - times[0] >= 0.5  # one after the other: three posts of 0.3 s each
+
+
+async def test_deliveries_go_together_when_no_ack_is_pending(world: World) -> None:
+    times = await _post_times(world)
+    assert times[-1] - times[0] < 0.25
+
+
+async def test_the_count_of_pending_acks_returns_to_zero(world: World) -> None:
+    for n in range(3):
+        await world.slack.slash("UREQ", f"db-{n} <@UALICE> <@UBOB> incident 42")
+        await world.slack.slash("UREQ", "help")
+    assert world.bot.dispatcher.awaiting_ack == 0
