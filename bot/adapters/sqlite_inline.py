@@ -7,6 +7,9 @@ than the SQLite call itself: a statement on a WAL database with ``synchronous=NO
 does not wait for the disk. Measured on the Slack path, running them inline halved the bot's CPU per request.
 The connection keeps aiosqlite's interface, which SQLAlchemy's ``sqlite+aiosqlite`` dialect drives.
 
+This relies on aiosqlite's internals (its ``_tx`` queue, ``_execute`` and ``_connect``), so pyproject.toml pins
+the aiosqlite series it was written against; tests/adapters covers it, and every test runs on it.
+
 A call must never wait inside SQLite, since that would stop the event loop: the connections have SQLite's
 busy timeout off, and when the database is locked by another connection (a second engine, an admin command,
 another process) the call is retried after an ``asyncio.sleep`` until ``timeout`` has passed.
