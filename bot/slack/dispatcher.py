@@ -86,7 +86,7 @@ class Dispatcher:
         max_delay: float = 300.0,
         sweep_every: float = 2.0,
         batch: int = 20,
-        batch_while_acking: int = 1,
+        batch_while_acking: int = 4,
         flush_pause: float = 0.01,
     ) -> None:
         self.client, self.uow, self.notify_channel = client, uow, notify_channel

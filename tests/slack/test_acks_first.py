@@ -1,5 +1,5 @@
 """Slack wants an ack within 3 s; a notice can wait. While a request waits for its ack, the outbox dispatcher
-starts one delivery at a time, and all of them together otherwise."""
+starts at most ``batch_while_acking`` deliveries at a time (4), and up to ``batch`` (20) otherwise."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ async def _post_times(world: World) -> list[float]:
     return times
 
 
-async def test_one_delivery_at_a_time_while_an_ack_is_pending(world: World) -> None:
+async def test_fewer_deliveries_at_a_time_while_an_ack_is_pending(world: World) -> None:
+    world.bot.dispatcher.batch_while_acking = 1  # fewer than the three messages, to see them wait
     world.bot.dispatcher.awaiting_ack += 1  # as if another person's request were still waiting for its ack
     try:
         times = await _post_times(world)
