@@ -113,6 +113,12 @@ async def play(demo: Demo, slack: FakeSlack, bot: BotServer) -> None:
     await slack.click("UBOB", demo.dm("UBOB"), "approve_request")  # type: ignore[arg-type]
     demo.check("Riley is told it is approved", await demo.until(lambda: "approved by" in demo.shown(demo.dm("UREQ"))))
     demo.show("Riley, in a DM", demo.shown(demo.dm("UREQ")).split("\n")[0])
+    await demo.until(
+        lambda: (
+            bool(slack.channel_messages("CNOTIFY"))
+            and len(slack.channel_messages("CNOTIFY", thread_ts=slack.channel_messages("CNOTIFY")[0].ts)) >= 2
+        )
+    )
     channel = slack.channel_messages("CNOTIFY")[0]
     demo.show(
         "#access-requests",
@@ -121,8 +127,8 @@ async def play(demo: Demo, slack: FakeSlack, bot: BotServer) -> None:
         + "\n".join(f"  ↳ {m.text}" for m in slack.channel_messages("CNOTIFY", thread_ts=channel.ts)),
     )
     demo.check(
-        "no Approve button is left anywhere",
-        all("[Approve]" not in demo.shown(demo.dm(u)) for u in ("UALICE", "UBOB")),
+        "no Approve button is left anywhere",  # each message is updated by its own notice: wait for both
+        await demo.until(lambda: all("[Approve]" not in demo.shown(demo.dm(u)) for u in ("UALICE", "UBOB"))),
     )
 
     demo.say("Riley types: /access-request staging-db @Alice @Carol Load test tonight")
