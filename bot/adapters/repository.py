@@ -74,6 +74,11 @@ _MOVE_STATUS = (
     .values(status=sa.bindparam("b_status"), updated_at=sa.bindparam("b_at"))
 )
 _BY_IDS = sa.select(REQUESTS).where(REQUESTS.c.id.in_(sa.bindparam("ids", expanding=True)))
+# A purpose already recorded keeps its first message.
+_RECORD_NEW = {
+    "sqlite": sqlite_insert(MESSAGES).on_conflict_do_nothing(),
+    "postgresql": postgresql_insert(MESSAGES).on_conflict_do_nothing(),
+}
 _MESSAGES_OF = sa.select(MESSAGES.c.request_id, MESSAGES.c.purpose, MESSAGES.c.channel_id, MESSAGES.c.ts).where(
     MESSAGES.c.request_id.in_(sa.bindparam("ids", expanding=True))
 )
@@ -369,16 +374,8 @@ class AbstractMessageLog(abc.ABC):
     """Slack messages posted about each request, keyed by purpose (``dm:U123``, ``channel``, ...)."""
 
     @abc.abstractmethod
-    async def for_request(self, request_id: str) -> dict[str, tuple[str, str]]:
-        """Purpose -> (channel id, ts)."""
-
-    @abc.abstractmethod
     async def for_requests(self, request_ids: Sequence[str]) -> dict[str, dict[str, tuple[str, str]]]:
         """Request id -> purpose -> (channel id, ts), for several requests at once."""
-
-    @abc.abstractmethod
-    async def record(self, *, request_id: str, purpose: str, channel_id: str, ts: str, at: datetime) -> bool:
-        """Record a posted message; False if one was already recorded for that purpose."""
 
     @abc.abstractmethod
     async def record_many(self, posted: Sequence[PostedMessage], *, at: datetime) -> None:
@@ -388,12 +385,6 @@ class AbstractMessageLog(abc.ABC):
 class SqlMessageLog(AbstractMessageLog):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    async def for_request(self, request_id: str) -> dict[str, tuple[str, str]]:
-        query = sa.select(MESSAGES.c.purpose, MESSAGES.c.channel_id, MESSAGES.c.ts).where(
-            MESSAGES.c.request_id == request_id
-        )
-        return {m.purpose: (m.channel_id, m.ts) for m in (await self.session.execute(query)).all()}
 
     async def for_requests(self, request_ids: Sequence[str]) -> dict[str, dict[str, tuple[str, str]]]:
         found: dict[str, dict[str, tuple[str, str]]] = {rid: {} for rid in request_ids}
@@ -405,24 +396,11 @@ class SqlMessageLog(AbstractMessageLog):
     async def record_many(self, posted: Sequence[PostedMessage], *, at: datetime) -> None:
         if not posted:
             return
-        dialect = self.session.get_bind().dialect.name
-        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
         rows = [
             {"request_id": p.request_id, "purpose": p.purpose, "channel_id": p.channel_id, "ts": p.ts, "posted_at": at}
             for p in posted
         ]
-        await self.session.execute(insert(MESSAGES).on_conflict_do_nothing(), rows)
-
-    async def record(self, *, request_id: str, purpose: str, channel_id: str, ts: str, at: datetime) -> bool:
-        query = sa.select(MESSAGES.c.ts).where(MESSAGES.c.request_id == request_id, MESSAGES.c.purpose == purpose)
-        if (await self.session.execute(query)).first() is not None:
-            return False
-        await self.session.execute(
-            sa.insert(MESSAGES).values(
-                request_id=request_id, purpose=purpose, channel_id=channel_id, ts=ts, posted_at=at
-            )
-        )
-        return True
+        await self.session.execute(_RECORD_NEW[self.session.get_bind().dialect.name], rows)
 
 
 class AbstractDeliveryLog(abc.ABC):

@@ -12,19 +12,19 @@ from bot.service_layer import notices
 from bot.service_layer.results import RequestView
 from bot.service_layer.unit_of_work import AbstractUnitOfWork
 
+NoticeContext = tuple[RequestView, dict[str, tuple[str, str]]]
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def notice_context(*, uow: AbstractUnitOfWork, request_id: str) -> tuple[RequestView, dict[str, tuple[str, str]]]:
+async def notice_context(*, uow: AbstractUnitOfWork, request_id: str) -> NoticeContext:
     """A request's current state and where its messages are, read together (what delivering a notice needs)."""
-    async with uow.reading():
-        request = await uow.requests.get(request_id)
-        if request is None:
-            raise errors.RequestNotFound(f"There is no request {request_id}.")
-        refs = await uow.messages.for_request(request_id)
-    return RequestView.of(request), refs
+    found = await notice_contexts(uow=uow, request_ids={request_id})
+    if request_id not in found:
+        raise errors.RequestNotFound(f"There is no request {request_id}.")
+    return found[request_id]
 
 
 async def claim_notices(*, uow: AbstractUnitOfWork, by: str, lease: timedelta, limit: int = 20) -> list[Claimed]:
@@ -43,9 +43,6 @@ class Delivery:
     purpose: str | None = None
     channel_id: str | None = None
     ts: str | None = None
-
-
-NoticeContext = tuple[RequestView, dict[str, tuple[str, str]]]
 
 
 async def notice_contexts(*, uow: AbstractUnitOfWork, request_ids: set[str]) -> dict[str, NoticeContext]:

@@ -88,29 +88,27 @@ async def _create(
     # The request is stored in this coroutine (no task to hand it to: each hand-off is a turn of the event loop
     # that a busy bot makes the person wait for). If it takes longer than ACK_BUDGET, a timer acks with "working
     # on it" meanwhile, and the outcome follows through response_url.
-    late = False
-    acking: set[asyncio.Future[Any]] = set()
+    working: asyncio.Future[Any] | None = None  # the "working on it" ack, once the timer has fired
 
-    def working() -> None:
-        nonlocal late
-        late = True
-        acking.add(asyncio.ensure_future(ack(**reply(b.notice(WORKING)))))
+    def ack_working() -> None:
+        nonlocal working
+        working = asyncio.ensure_future(ack(**reply(b.notice(WORKING))))
 
-    timer = asyncio.get_running_loop().call_later(ACK_BUDGET, working)
+    timer = asyncio.get_running_loop().call_later(ACK_BUDGET, ack_working)
     try:
         view = await store()
     except DomainError as refused:
-        if not late:
+        if working is None:
             raise  # acked with the refusal by the command's handler
-        await asyncio.gather(*acking)
+        await working
         await respond(**reply(b.notice(f":warning: {refused.message}")), response_type="ephemeral")
         return
     finally:
         timer.cancel()
-    if not late:
+    if working is None:
         await ack(**reply(b.confirmation(view)))
         return
-    await asyncio.gather(*acking)
+    await working
     await respond(**reply(b.confirmation(view)), response_type="ephemeral", replace_original=False)
 
 
