@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.adapters.driver import Driver
 from bot.adapters.repository import utc
 from bot.adapters.tables import OutboxRow
 from bot.service_layer.notices import UPDATE_CHANNEL, UPDATE_DM, Notice
@@ -110,6 +111,11 @@ _INSERT_NEW = {
     .on_conflict_do_nothing(index_elements=["dedupe_key"])
     .returning(OUTBOX.c.id),
 }
+_LEASE = (
+    sa.update(OUTBOX)
+    .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(lease_until=sa.bindparam("until"), claimed_by=sa.bindparam("by"), claims=OUTBOX.c.claims + 1)
+)
 _FINISH_MANY = (
     sa.update(OUTBOX)
     .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)))
@@ -146,46 +152,44 @@ class AbstractOutbox(abc.ABC):
 
 
 class SqlOutbox(AbstractOutbox):
-    def __init__(self, session: AsyncSession) -> None:
+    """The hot statements (queue, claim, finish) run through ``Driver``; the admin ones through the session."""
+
+    def __init__(self, session: AsyncSession, driver: Driver | None = None) -> None:
         self.session = session
+        self.sql = driver or Driver(session)
 
     async def add_many(self, notices: list[Notice], *, at: datetime) -> bool:
-        # One statement: rows whose key is already queued are left out by the database, which also settles two
-        # transactions queuing the same key at once. RETURNING tells which were new.
+        # A row whose key is already queued is left out by the database, which also settles two transactions
+        # queuing the same key at once; RETURNING tells whether it was new.
         insert = _INSERT_NEW[self.session.get_bind().dialect.name]
-        inserted = await self.session.execute(
-            insert,
-            [
-                {
-                    "dedupe_key": n.dedupe_key,
-                    "request_id": n.request_id,
-                    "target": n.target,
-                    "action": n.action,
-                    "subject": n.subject,
-                    "details": n.details,
-                    "status": PENDING,
-                    "attempts": 0,
-                    "claims": 0,
-                    "next_attempt_at": at,
-                    "created_at": at,
-                }
-                for n in notices
-            ],
-        )
-        return bool(inserted.all())
+        new = False
+        for row in (
+            {
+                "dedupe_key": n.dedupe_key,
+                "request_id": n.request_id,
+                "target": n.target,
+                "action": n.action,
+                "subject": n.subject,
+                "details": n.details,
+                "status": PENDING,
+                "attempts": 0,
+                "claims": 0,
+                "next_attempt_at": at,
+                "created_at": at,
+            }
+            for n in notices
+        ):
+            new |= bool(await self.sql.rows(insert, row))
+        return new
 
     async def claim(self, *, by: str, now: datetime, lease: timedelta, limit: int) -> list[Claimed]:
         # Superseded updates first: an update renders the request as it is when delivered, so an update not yet
         # started is made redundant by a later one of the same message (fewer calls, same final state).
-        await self.session.execute(SKIP_SUPERSEDED, {"now": now})
-        rows = (await self.session.execute(DUE, {"now": now, "limit": limit})).all()
+        await self.sql.execute(SKIP_SUPERSEDED, {"now": now})
+        rows = await self.sql.rows(DUE, {"now": now, "limit": limit})
         if not rows:
             return []
-        await self.session.execute(
-            sa.update(OUTBOX)
-            .where(OUTBOX.c.id.in_([r.id for r in rows]))
-            .values(lease_until=now + lease, claimed_by=by, claims=OUTBOX.c.claims + 1)
-        )
+        await self.sql.execute(_LEASE, {"ids": [r.id for r in rows], "until": now + lease, "by": by})
         return [replace(Claimed.of(r), claims=r.claims + 1) for r in rows]
 
     async def finish(self, notice_id: int, *, status: str, at: datetime, error: str | None = None) -> None:
@@ -197,7 +201,7 @@ class SqlOutbox(AbstractOutbox):
 
     async def finish_many(self, notice_ids: list[int], *, status: str, at: datetime) -> None:
         if notice_ids:
-            await self.session.execute(_FINISH_MANY, {"ids": notice_ids, "status": status, "at": at})
+            await self.sql.execute(_FINISH_MANY, {"ids": notice_ids, "status": status, "at": at})
 
     async def reschedule(self, notice_id: int, *, at: datetime, error: str) -> int:
         await self.session.execute(

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from bot.adapters.driver import Driver
 from bot.adapters.tables import (
     AccessRequestRow,
     ApproverRow,
@@ -72,6 +73,11 @@ _MOVE_STATUS = (
     sa.update(REQUESTS)
     .where(REQUESTS.c.id == sa.bindparam("b_id"), REQUESTS.c.status == sa.bindparam("b_was"))
     .values(status=sa.bindparam("b_status"), updated_at=sa.bindparam("b_at"))
+)
+_OPEN_OF = (
+    sa.select(sa.func.count())
+    .select_from(REQUESTS)
+    .where(REQUESTS.c.status == sa.bindparam("b_status"), REQUESTS.c.requester_id == sa.bindparam("b_requester"))
 )
 _BY_IDS = sa.select(REQUESTS).where(REQUESTS.c.id.in_(sa.bindparam("ids", expanding=True)))
 # A purpose already recorded keeps its first message.
@@ -159,15 +165,17 @@ class AbstractRequestRepository(abc.ABC):
 
 class SqlRequestRepository(AbstractRequestRepository):
     """SQL through SQLAlchemy Core on the SQLModel tables: rows map straight to domain objects (no ORM
-    identity map, so nothing stale after a lock, and no per-row ORM cost on the hot path)."""
+    identity map, so nothing stale after a lock, and no per-row ORM cost on the hot path). Prebuilt statements
+    run through ``Driver``; those built per call (search filters) through the session."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, driver: Driver | None = None) -> None:
         super().__init__()
         self.session = session
+        self.sql = driver or Driver(session)
         self._loaded: dict[str, tuple[Status, int]] = {}
 
     async def _add(self, request: AccessRequest, idempotency_key: str | None) -> None:
-        await self.session.execute(
+        await self.sql.execute(
             _INSERT_REQUEST,
             {
                 "id": request.id,
@@ -183,7 +191,7 @@ class SqlRequestRepository(AbstractRequestRepository):
                 "idempotency_key": idempotency_key,
             },
         )
-        await self.session.execute(
+        await self.sql.execute_many(
             _INSERT_APPROVERS,
             [
                 {
@@ -207,20 +215,20 @@ class SqlRequestRepository(AbstractRequestRepository):
     async def _get(self, request_id: str, *, for_update: bool) -> AccessRequest | None:
         # PostgreSQL: the row lock; SQLite: BEGIN IMMEDIATE already holds the database's write lock.
         query = _GET_FOR_UPDATE if for_update else _GET
-        found = await self._hydrate((await self.session.execute(query, {"b_id": request_id})).all())
+        found = await self._hydrate(await self.sql.rows(query, {"b_id": request_id}))
         return found[0] if found else None
 
     async def by_ids(self, request_ids: Sequence[str]) -> list[AccessRequest]:
         if not request_ids:
             return []
-        return await self._hydrate((await self.session.execute(_BY_IDS, {"ids": list(request_ids)})).all())
+        return await self._hydrate(await self.sql.rows(_BY_IDS, {"ids": list(request_ids)}))
 
     async def save(self, request: AccessRequest) -> None:
         status, known = self._loaded[request.id]
         new = request.decisions[known:]
         if new:
             try:
-                await self.session.execute(
+                await self.sql.execute_many(
                     _INSERT_DECISIONS,
                     [
                         {
@@ -235,16 +243,16 @@ class SqlRequestRepository(AbstractRequestRepository):
                 )
             except IntegrityError as exc:
                 raise ConcurrentUpdate(f"decision on {request.id} already recorded") from exc
-        moved = await self.session.execute(
+        moved = await self.sql.execute(
             _MOVE_STATUS,
             {"b_id": request.id, "b_was": status.value, "b_status": request.status.value, "b_at": request.updated_at},
         )
-        if moved.rowcount != 1:  # type: ignore[attr-defined]
+        if moved != 1:
             raise ConcurrentUpdate(f"request {request.id} changed under us")
         if request.status is not Status.PENDING and status is Status.PENDING:
-            await self.session.execute(_NONE_AWAITING, {"b_id": request.id})
+            await self.sql.execute(_NONE_AWAITING, {"b_id": request.id})
         elif new:
-            await self.session.execute(_DECIDED, {"b_id": request.id, "b_users": [d.approver_id for d in new]})
+            await self.sql.execute(_DECIDED, {"b_id": request.id, "b_users": [d.approver_id for d in new]})
         self._loaded[request.id] = (request.status, len(request.decisions))
 
     async def find(self, where: RequestFilter, *, limit: int, offset: int = 0) -> list[AccessRequest]:
@@ -253,6 +261,10 @@ class SqlRequestRepository(AbstractRequestRepository):
         return await self._hydrate((await self.session.execute(query)).all())
 
     async def count(self, where: RequestFilter, *, up_to: int | None = None) -> int:
+        if up_to is None and where == RequestFilter(where.status, requester_id=where.requester_id) and where.status:
+            # A requester's open requests, counted before each new one: the common case, prebuilt.
+            found = await self.sql.rows(_OPEN_OF, {"b_status": where.status.value, "b_requester": where.requester_id})
+            return int(found[0][0])
         if up_to is None:
             query = self._filtered(sa.select(sa.func.count()).select_from(REQUESTS), where)
         else:  # stop counting at ``up_to``: a page footer says "1,000+" rather than scan 60,000 rows
@@ -264,7 +276,7 @@ class SqlRequestRepository(AbstractRequestRepository):
         # Driven from the approver's rows still awaiting them (a partial index): the cost follows how many
         # requests wait for this person, not how many ever named them nor the table's size. Status and decisions
         # are checked too: the flag narrows the search, the request's own rows decide.
-        rows = (await self.session.execute(_AWAITING, {"b_user": approver_id, "b_limit": limit})).all()
+        rows = await self.sql.rows(_AWAITING, {"b_user": approver_id, "b_limit": limit})
         return await self._hydrate(rows)
 
     @staticmethod
@@ -290,9 +302,9 @@ class SqlRequestRepository(AbstractRequestRepository):
         approvers: dict[str, list[Any]] = defaultdict(list)
         decisions: dict[str, list[Any]] = defaultdict(list)
         of_many = _OF_MANY_PG if self.session.get_bind().dialect.name == "postgresql" else _OF_MANY
-        for a in (await self.session.execute(of_many[0], {"ids": ids})).all():
+        for a in await self.sql.rows(of_many[0], {"ids": ids}):
             approvers[a.request_id].append(a)
-        for d in (await self.session.execute(of_many[1], {"ids": ids})).all():
+        for d in await self.sql.rows(of_many[1], {"ids": ids}):
             decisions[d.request_id].append(d)
         result = []
         for r in rows:
@@ -339,8 +351,9 @@ class AbstractAuditLog(abc.ABC):
 
 
 class SqlAuditLog(AbstractAuditLog):
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, driver: Driver | None = None) -> None:
         self.session = session
+        self.sql = driver or Driver(session)
 
     async def record(
         self,
@@ -351,7 +364,7 @@ class SqlAuditLog(AbstractAuditLog):
         details: dict[str, Any],
         at: datetime,
     ) -> None:
-        await self.session.execute(
+        await self.sql.execute(
             _INSERT_AUDIT,
             {"at": at, "actor_id": actor_id, "action": action, "request_id": request_id, "details": details},
         )
@@ -383,13 +396,14 @@ class AbstractMessageLog(abc.ABC):
 
 
 class SqlMessageLog(AbstractMessageLog):
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, driver: Driver | None = None) -> None:
         self.session = session
+        self.sql = driver or Driver(session)
 
     async def for_requests(self, request_ids: Sequence[str]) -> dict[str, dict[str, tuple[str, str]]]:
         found: dict[str, dict[str, tuple[str, str]]] = {rid: {} for rid in request_ids}
         if request_ids:
-            for m in (await self.session.execute(_MESSAGES_OF, {"ids": list(request_ids)})).all():
+            for m in await self.sql.rows(_MESSAGES_OF, {"ids": list(request_ids)}):
                 found[m.request_id][m.purpose] = (m.channel_id, m.ts)
         return found
 
@@ -400,7 +414,7 @@ class SqlMessageLog(AbstractMessageLog):
             {"request_id": p.request_id, "purpose": p.purpose, "channel_id": p.channel_id, "ts": p.ts, "posted_at": at}
             for p in posted
         ]
-        await self.session.execute(_RECORD_NEW[self.session.get_bind().dialect.name], rows)
+        await self.sql.execute_many(_RECORD_NEW[self.session.get_bind().dialect.name], rows)
 
 
 class AbstractDeliveryLog(abc.ABC):

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.adapters.driver import Driver
 from bot.adapters.outbox import AbstractOutbox, SqlOutbox
 from bot.adapters.repository import (
     AbstractAuditLog,
@@ -151,11 +152,12 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             self.session = (self._read_session_factory if read_only else self._session_factory)()
             if self._check_connection and not read_only:
                 await self._live_transaction()
-            self.requests = SqlRequestRepository(self.session)
-            self.audit = SqlAuditLog(self.session)
-            self.messages = SqlMessageLog(self.session)
+            driver = Driver(self.session)  # the unit's hot statements, on the session's connection
+            self.requests = SqlRequestRepository(self.session, driver)
+            self.audit = SqlAuditLog(self.session, driver)
+            self.messages = SqlMessageLog(self.session, driver)
             self.deliveries = SqlDeliveryLog(self.session)
-            self.outbox = SqlOutbox(self.session)
+            self.outbox = SqlOutbox(self.session, driver)
         except BaseException:
             self._release()
             raise
