@@ -33,7 +33,9 @@ class _Prepared:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         assert isinstance(compiled, SQLCompiler)
         self.compiled = compiled
-        self.expanding = any(b.expanding for b in compiled.binds.values())
+        self.dialect = dialect
+        self.expanding = tuple(name for name, b in compiled.binds.items() if b.expanding)
+        self._expanded: dict[tuple[int, ...], tuple[str, list[tuple[str, int, Processor]]]] = {}
         self.sql = compiled.string
         self.names = tuple(compiled.positiontup or ())
         self.binds = tuple(_bind_processor(compiled, name, dialect) for name in self.names)
@@ -52,16 +54,31 @@ class _Prepared:
             self.row, self.results = None, []
 
     def args(self, params: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
-        if self.expanding:  # an IN list: its length is known only now
-            state = self.compiled.construct_expanded_state({**self.fixed, **params})
-            processors = state.processors
-            return state.statement, tuple(
-                processors[name](value) if name in processors else value
-                for name, value in zip(state.positiontup or (), state.positional_parameters, strict=True)
-            )
         if self.fixed:
             params = {**self.fixed, **params}
+        if self.expanding:  # IN lists: the SQL depends on their lengths
+            lengths = tuple(len(params[name]) for name in self.expanding)
+            expanded = self._expanded.get(lengths)
+            if expanded is None:
+                expanded = self._expanded[lengths] = self._expand(params)
+            sql, places = expanded
+            return sql, tuple(
+                (p(params[n][i]) if p else params[n][i]) if i >= 0 else (p(params[n]) if p else params[n])
+                for n, i, p in places
+            )
         return self.sql, tuple(p(params[n]) if p else params[n] for n, p in zip(self.names, self.binds, strict=True))
+
+    def _expand(self, params: dict[str, Any]) -> tuple[str, list[tuple[str, int, Processor]]]:
+        """The SQL for these lengths of the IN lists, and where each of its parameters comes from."""
+        state = self.compiled.construct_expanded_state(params)
+        places = []
+        for name in state.positiontup or ():
+            if name in self.compiled.binds and name not in self.expanding:
+                places.append((name, -1, _bind_processor(self.compiled, name, self.dialect)))
+                continue
+            base, _, number = name.rpartition("_")  # ids_3: the third of ``ids``
+            places.append((base, int(number) - 1, _bind_processor(self.compiled, base, self.dialect)))
+        return state.statement, places
 
     def rows(self, raw: Sequence[Any]) -> list[Any]:
         if not self.results:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -82,6 +84,18 @@ def _summary(view: RequestView) -> list[Block]:
     ]
 
 
+# Slack's JSON for blocks (what slack_sdk.models turn into, checked on the way).
+Json = dict[str, Any]
+
+
+@lru_cache(maxsize=256)
+def _summary_json(view: RequestView) -> tuple[Json, ...]:
+    """``_summary`` as Slack's JSON, kept for the last few request states: both approvers' DMs, the channel message
+    and the requester's notice show the same summary of the same state, and turning Block Kit objects into JSON
+    (validating them) cost more than anything else the bot does per message."""
+    return tuple(block.to_dict() for block in _summary(view))
+
+
 def progress(view: RequestView) -> str:
     lines = []
     for approver in view.approvers:
@@ -114,16 +128,16 @@ def decision_buttons(view: RequestView, *, block_id: str = "decide") -> ActionsB
     )
 
 
-def approver_message(view: RequestView, approver_id: str) -> tuple[str, list[Block]]:
+def approver_message(view: RequestView, approver_id: str) -> tuple[str, list[Json]]:
     """The DM an approver gets: everything needed to decide, and the buttons while their decision is due."""
-    blocks = _summary(view)
+    blocks = list(_summary_json(view))
     if view.status is Status.PENDING and view.decision_of(approver_id) is None:
-        blocks.append(decision_buttons(view))
+        blocks.append(decision_buttons(view).to_dict())
     return f"Please review: {summary_text(view)}", blocks
 
 
-def channel_message(view: RequestView) -> tuple[str, list[Block]]:
-    return summary_text(view), _summary(view)
+def channel_message(view: RequestView) -> tuple[str, list[Json]]:
+    return summary_text(view), list(_summary_json(view))
 
 
 def decision_reply(view: RequestView, approver_id: str) -> tuple[str, list[Block]]:
@@ -135,7 +149,7 @@ def decision_reply(view: RequestView, approver_id: str) -> tuple[str, list[Block
     return text, [SectionBlock(block_id="decision", text=MarkdownTextObject(text=text))]
 
 
-def requester_outcome(view: RequestView) -> tuple[str, list[Block]]:
+def requester_outcome(view: RequestView) -> tuple[str, list[Json]]:
     if view.status is Status.APPROVED:
         who = " and ".join(t.user(d.approver_id) for d in view.decisions)
         head = f":white_check_mark: Your request {view.id} for *{t.safe(view.resource, 1000)}* was approved by {who}."
@@ -152,7 +166,10 @@ def requester_outcome(view: RequestView) -> tuple[str, list[Block]]:
             f":no_entry: Your request {view.id} for *{t.safe(view.resource, 1000)}* was denied by "
             f"{t.user(denial.approver_id)}.{reason}"
         )
-    return head, [SectionBlock(block_id="outcome", text=MarkdownTextObject(text=head)), *_summary(view)[1:]]
+    return head, [
+        SectionBlock(block_id="outcome", text=MarkdownTextObject(text=head)).to_dict(),
+        *_summary_json(view)[1:],
+    ]
 
 
 def confirmation(view: RequestView) -> tuple[str, list[Block]]:

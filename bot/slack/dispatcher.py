@@ -17,7 +17,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -277,7 +277,7 @@ class Dispatcher:
         refs: dict[str, tuple[str, str]],
         purpose: str,
         channel: str,
-        content: tuple[str, list[Block]],
+        content: tuple[str, Sequence[Block | b.Json]],
         thread_ts: str | None = None,
     ) -> tuple[str, str, str] | None:
         if purpose in refs:
@@ -298,7 +298,11 @@ class Dispatcher:
         return purpose, str(response["channel"]), str(response["ts"])
 
     async def _update(
-        self, view: RequestView, refs: dict[str, tuple[str, str]], purpose: str, content: tuple[str, list[Block]]
+        self,
+        view: RequestView,
+        refs: dict[str, tuple[str, str]],
+        purpose: str,
+        content: tuple[str, Sequence[Block | b.Json]],
     ) -> None:
         if purpose not in refs:
             raise Skip(f"no {purpose} message was ever posted")
