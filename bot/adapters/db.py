@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.adapters import migrate
 from bot.adapters.database import create_engine, create_session_factory, is_sqlite
-from bot.service_layer.unit_of_work import SqlUnitOfWork
+from bot.service_layer.unit_of_work import Handover, SqlUnitOfWork
 
 
 class Database:
@@ -21,11 +20,11 @@ class Database:
         self._write_lock = asyncio.Lock() if is_sqlite(url) else None
         self.read_engine: AsyncEngine = create_engine(url, read_only=True)  # for units that only read
         self.read_session_factory = create_session_factory(self.read_engine)
-        self.after_commit: Callable[[], None] | None = None  # e.g. wake the outbox dispatcher
+        self.handover: Handover | None = None  # the outbox dispatcher, which units hand their notices to
 
     def uow(self) -> SqlUnitOfWork:
         """A new Unit of Work; pass this method where a UoW factory is wanted."""
-        return SqlUnitOfWork(self.session_factory, self._write_lock, self.after_commit, self.read_session_factory)
+        return SqlUnitOfWork(self.session_factory, self._write_lock, self.handover, self.read_session_factory)
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""

@@ -63,6 +63,14 @@ class Claimed:
         )
 
 
+@dataclass(frozen=True)
+class Lease:
+    """Notices queued with a lease are handed straight to the dispatcher ``by`` in this process."""
+
+    by: str
+    until: datetime
+
+
 # Statements built once (building them per call cost more than running them).
 _EARLIER, _LATER = OUTBOX.alias("earlier"), OUTBOX.alias("later")
 # Due now, not leased, and the earliest undelivered notice of its message.
@@ -105,6 +113,22 @@ SKIP_SUPERSEDED = (
     .values(status=SKIPPED, finished_at=sa.bindparam("now"), last_error="superseded by a later update")
 )
 
+# The targets of these requests with a pending notice that is not this dispatcher's to deliver: a new notice
+# of such a target waits its turn behind it and is claimed in order, not handed over.
+_HELD_ELSEWHERE = sa.select(OUTBOX.c.request_id, OUTBOX.c.target).where(
+    OUTBOX.c.request_id.in_(sa.bindparam("ids", expanding=True)),
+    OUTBOX.c.status == PENDING,
+    sa.or_(
+        OUTBOX.c.lease_until.is_(None),
+        OUTBOX.c.lease_until <= sa.bindparam("now"),
+        OUTBOX.c.claimed_by != sa.bindparam("by"),
+    ),
+)
+_RELEASE = (
+    sa.update(OUTBOX)
+    .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)), OUTBOX.c.status == PENDING)
+    .values(lease_until=None)
+)
 _INSERT_NEW = {
     "sqlite": sqlite_insert(OUTBOX).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(OUTBOX.c.id),
     "postgresql": postgresql_insert(OUTBOX)
@@ -125,8 +149,14 @@ _FINISH_MANY = (
 
 class AbstractOutbox(abc.ABC):
     @abc.abstractmethod
-    async def add_many(self, notices: list[Notice], *, at: datetime) -> bool:
-        """Queue notices, each unless one with its dedupe key was ever queued; True if any was new."""
+    async def add_many(self, notices: list[Notice], *, at: datetime, lease: Lease | None = None) -> list[Claimed]:
+        """Queue notices, each unless one with its dedupe key was ever queued; returns those queued. With
+        ``lease``, each is leased to ``lease.by`` (``claims`` 1) unless an earlier notice of its target is
+        pending and not ``lease.by``'s: that one goes first, and this one is claimed after it."""
+
+    @abc.abstractmethod
+    async def release(self, notice_ids: list[int]) -> None:
+        """Give up the leases of pending notices, so that they are claimed again in order."""
 
     @abc.abstractmethod
     async def claim(self, *, by: str, now: datetime, lease: timedelta, limit: int) -> list[Claimed]: ...
@@ -158,13 +188,19 @@ class SqlOutbox(AbstractOutbox):
         self.session = session
         self.sql = driver or Driver(session)
 
-    async def add_many(self, notices: list[Notice], *, at: datetime) -> bool:
+    async def add_many(self, notices: list[Notice], *, at: datetime, lease: Lease | None = None) -> list[Claimed]:
         # A row whose key is already queued is left out by the database, which also settles two transactions
         # queuing the same key at once; RETURNING tells whether it was new.
         insert = _INSERT_NEW[self.session.get_bind().dialect.name]
-        new = False
-        for row in (
-            {
+        waiting: set[tuple[str, str]] = set()
+        if lease is not None:
+            ids = sorted({n.request_id for n in notices})
+            found = await self.sql.rows(_HELD_ELSEWHERE, {"ids": ids, "now": at, "by": lease.by})
+            waiting = {(r.request_id, r.target) for r in found}
+        queued: list[Claimed] = []
+        for n in notices:
+            holder = lease if lease is not None and (n.request_id, n.target) not in waiting else None
+            row = {
                 "dedupe_key": n.dedupe_key,
                 "request_id": n.request_id,
                 "target": n.target,
@@ -173,14 +209,32 @@ class SqlOutbox(AbstractOutbox):
                 "details": n.details,
                 "status": PENDING,
                 "attempts": 0,
-                "claims": 0,
+                "claims": 0 if holder is None else 1,
                 "next_attempt_at": at,
                 "created_at": at,
+                "lease_until": None if holder is None else holder.until,
+                "claimed_by": None if holder is None else holder.by,
             }
-            for n in notices
-        ):
-            new |= bool(await self.sql.rows(insert, row))
-        return new
+            queued.extend(
+                Claimed(
+                    id=inserted.id,
+                    dedupe_key=n.dedupe_key,
+                    request_id=n.request_id,
+                    target=n.target,
+                    action=n.action,
+                    subject=n.subject,
+                    details=n.details,
+                    attempts=0,
+                    claims=0 if holder is None else 1,
+                    created_at=at,
+                )
+                for inserted in await self.sql.rows(insert, row)
+            )
+        return queued
+
+    async def release(self, notice_ids: list[int]) -> None:
+        if notice_ids:
+            await self.sql.execute(_RELEASE, {"ids": notice_ids})
 
     async def claim(self, *, by: str, now: datetime, lease: timedelta, limit: int) -> list[Claimed]:
         # Superseded updates first: an update renders the request as it is when delivered, so an update not yet

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -53,8 +54,15 @@ async def notice_contexts(*, uow: AbstractUnitOfWork, request_ids: set[str]) -> 
     return {r.id: (RequestView.of(r), refs[r.id]) for r in requests}
 
 
-async def notices_delivered(*, uow: AbstractUnitOfWork, deliveries: list[Delivery]) -> None:
-    """Mark notices delivered, recording the place of each posted message, in one transaction."""
+async def notices_delivered(
+    *,
+    uow: AbstractUnitOfWork,
+    deliveries: list[Delivery],
+    superseded: Sequence[Claimed] = (),
+    released: Sequence[Claimed] = (),
+) -> None:
+    """Record, in one transaction: notices delivered (with the place of each posted message), updates not made
+    because a later update of the same message renders the same state or a newer one, and leases given up."""
     posted = [
         PostedMessage(d.notice.request_id, d.purpose, d.channel_id, d.ts)
         for d in deliveries
@@ -64,6 +72,8 @@ async def notices_delivered(*, uow: AbstractUnitOfWork, deliveries: list[Deliver
         now = utcnow()
         await uow.messages.record_many(posted, at=now)
         await uow.outbox.finish_many([d.notice.id for d in deliveries], status=DONE, at=now)
+        await uow.outbox.finish_many([n.id for n in superseded], status=SKIPPED, at=now)
+        await uow.outbox.release([n.id for n in released])
         await uow.commit()
 
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.adapters.driver import Driver
-from bot.adapters.outbox import AbstractOutbox, SqlOutbox
+from bot.adapters.outbox import AbstractOutbox, Claimed, Lease, SqlOutbox
 from bot.adapters.repository import (
     AbstractAuditLog,
     AbstractDeliveryLog,
@@ -31,8 +31,21 @@ from bot.adapters.repository import (
 )
 from bot.domain.events import Event
 from bot.service_layer import notices
+from bot.service_layer.results import RequestView
 
 _ALIVE = text("SELECT 1")
+
+
+class Handover(Protocol):
+    """The process's deliverer of notices (the outbox dispatcher). A unit leases the notices it queues to it, in
+    the same transaction, and after the commit hands them over with the requests' committed state: they go out
+    without being claimed and read back. A notice whose target has an earlier one pending elsewhere is not leased;
+    ``others`` says so, and the dispatcher claims it in its turn."""
+
+    name: str
+    lease: timedelta
+
+    def handed(self, leased: list[Claimed], views: dict[str, RequestView], *, others: bool) -> None: ...
 
 
 class AbstractUnitOfWork(abc.ABC):
@@ -42,12 +55,12 @@ class AbstractUnitOfWork(abc.ABC):
     deliveries: AbstractDeliveryLog
     outbox: AbstractOutbox
 
-    def __init__(self, after_commit: Callable[[], None] | None = None) -> None:
+    def __init__(self, handover: Handover | None = None) -> None:
         self._depth = 0
         self._committed = False
         self.committed_events: list[Event] = []
-        self._after_commit = after_commit
-        self._queued = False
+        self._handover = handover
+        self._queued: list[Claimed] = []
         self._read_only = False
 
     def reading(self) -> Self:
@@ -60,7 +73,7 @@ class AbstractUnitOfWork(abc.ABC):
     async def __aenter__(self) -> Self:
         self._depth += 1
         if self._depth == 1:
-            self._committed = self._queued = False
+            self._committed, self._queued = False, []
             read_only, self._read_only = self._read_only, False
             await self._begin(read_only=read_only)
         return self
@@ -90,16 +103,24 @@ class AbstractUnitOfWork(abc.ABC):
         now = datetime.now(UTC)
         owed = notices.for_events(found, self.requests.seen)
         if owed:
-            self._queued |= await self.outbox.add_many(owed, at=now)
+            await self._add(owed, now)
         await self._commit()
         self._committed = True
         self.committed_events.extend(found)
-        if self._queued and self._after_commit is not None:
-            self._after_commit()  # wake the dispatcher
+        if self._queued and self._handover is not None:
+            leased = [c for c in self._queued if c.claims]
+            seen = self.requests.seen
+            views = {c.request_id: RequestView.of(seen[c.request_id]) for c in leased if c.request_id in seen}
+            self._handover.handed(leased, views, others=len(leased) < len(self._queued))
 
     async def queue(self, notice: notices.Notice) -> None:
         """Queue a notice not tied to an event (e.g. a confirmation by message)."""
-        self._queued |= await self.outbox.add_many([notice], at=datetime.now(UTC))
+        await self._add([notice], datetime.now(UTC))
+
+    async def _add(self, owed: list[notices.Notice], now: datetime) -> None:
+        handover = self._handover
+        lease = None if handover is None else Lease(handover.name, now + handover.lease)
+        self._queued.extend(await self.outbox.add_many(owed, at=now, lease=lease))
 
     async def rollback(self) -> None:
         await self._rollback()
@@ -133,10 +154,10 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self,
         session_factory: async_sessionmaker[AsyncSession],
         write_lock: asyncio.Lock | None = None,
-        after_commit: Callable[[], None] | None = None,
+        handover: Handover | None = None,
         read_session_factory: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
-        super().__init__(after_commit)
+        super().__init__(handover)
         self._session_factory = session_factory
         self._read_session_factory = read_session_factory or session_factory
         self._write_lock = write_lock

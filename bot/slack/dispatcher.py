@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import socket
+import time
 import uuid
+from bisect import insort
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import aiohttp
@@ -26,7 +31,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapters.outbox import Claimed
+from bot.adapters.outbox import UPDATES, Claimed
+from bot.domain.values import Status
 from bot.service_layer import delivery
 from bot.service_layer import notices as n
 from bot.service_layer.results import RequestView
@@ -69,11 +75,19 @@ REASONS = {
 }
 
 
+Key = tuple[str, str]  # a message: request id and target
+
+
 class Skip(Exception):
     """Nothing to deliver (e.g. an update of a message that could never be posted)."""
 
 
 class Dispatcher:
+    """Delivers notices: those units of work in this process hand over as they commit (leased to it in the same
+    transaction, with the request's committed state), and those it claims from the database (a sweep every
+    ``sweep_every`` seconds, and at once when a commit queued notices it could not lease). It holds them in one
+    queue per message (request and target), in id order, and delivers one notice of a message at a time."""
+
     def __init__(
         self,
         client: AsyncWebClient,
@@ -88,10 +102,11 @@ class Dispatcher:
         batch: int = 20,
         batch_while_acking: int = 4,
         flush_pause: float = 0.01,
+        remember: int = 2000,
     ) -> None:
         self.client, self.uow, self.notify_channel = client, uow, notify_channel
         self.lease, self.max_attempts, self.base_delay, self.max_delay = lease, max_attempts, base_delay, max_delay
-        self.sweep_every, self.batch, self.flush_pause = sweep_every, batch, flush_pause
+        self.sweep_every, self.batch, self.flush_pause, self.remember = sweep_every, batch, flush_pause, remember
         # Slack gives a request 3 s for its ack; a notice can wait. While requests wait for their ack (counted by
         # the app's middleware), fewer deliveries are started, so that the acks get the event loop first.
         self.batch_while_acking, self.awaiting_ack = batch_while_acking, 0
@@ -99,7 +114,18 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._queues: dict[Key, list[Claimed]] = {}  # notices held, by message, in id order
+        self._ready: deque[Key] = deque()  # messages with a notice held and none in flight
+        self._busy: set[Key] = set()  # messages with a delivery in flight
+        self._given_up: OrderedDict[Key, None] = OrderedDict()  # messages whose notices go back to the database
+        self._claim_now = True
+        # The newest state seen of recent requests and where their messages are: what a delivery renders.
+        self._views: OrderedDict[str, RequestView] = OrderedDict()
+        self._refs: OrderedDict[str, dict[str, tuple[str, str]]] = OrderedDict()
+        # Bookkeeping recorded together by the next group commit.
         self._delivered: list[delivery.Delivery] = []
+        self._superseded: list[Claimed] = []
+        self._released: list[Claimed] = []
         self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
 
@@ -110,96 +136,194 @@ class Dispatcher:
         self._task = asyncio.create_task(self._loop(), name="outbox-dispatcher")
 
     async def stop(self) -> None:
-        """Finish the deliveries in flight, then stop; what is still queued waits for the next start."""
+        """Finish the deliveries in flight, give back the notices held but not started, then stop."""
         self._stopping = True
         self._wake.set()
         if self._task is not None:
             await self._task
 
+    # -- notices in ---------------------------------------------------------------------------------------------
+
+    def handed(self, leased: list[Claimed], views: dict[str, RequestView], *, others: bool) -> None:
+        """A unit of work committed notices leased to this dispatcher (``Handover``)."""
+        for view in views.values():
+            self._see(view, {})
+        for notice in leased:
+            self._hold(notice)
+        self._claim_now |= others
+        self._wake.set()
+
+    def _hold(self, notice: Claimed) -> None:
+        key = (notice.request_id, notice.target)
+        if key in self._given_up or self._stopping:
+            # An earlier notice of this message failed and waits in the database for its retry: this one must
+            # not overtake it, so it goes back too and is claimed after it.
+            self._released.append(notice)
+            self._schedule_flush()
+            return
+        queue = self._queues.setdefault(key, [])
+        insort(queue, notice, key=attrgetter("id"))
+        if len(queue) == 1 and key not in self._busy:
+            self._ready.append(key)
+
+    def _see(self, view: RequestView, refs: dict[str, tuple[str, str]]) -> None:
+        """Remember a request's state if it is newer than the one known, and where its messages are."""
+        known = self._views.get(view.id)
+        if known is None or _version(view) >= _version(known):
+            self._views[view.id] = view
+        self._views.move_to_end(view.id)
+        places = self._refs.setdefault(view.id, {})
+        places.update(refs)
+        self._refs.move_to_end(view.id)
+        for cache in (self._views, self._refs):
+            while len(cache) > self.remember:
+                cache.popitem(last=False)
+
+    async def _claim(self, room: int) -> int:
+        """Claim due notices from the database (after a crash, a retry, another process's turn) and read their
+        requests; returns how many were claimed."""
+        try:
+            claimed = await delivery.claim_notices(uow=self.uow(), by=self.name, lease=self.lease, limit=room)
+        except Exception:
+            log.exception("outbox: claiming notices failed; trying again shortly")
+            return 0
+        if claimed:
+            try:
+                contexts = await delivery.notice_contexts(uow=self.uow(), request_ids={n.request_id for n in claimed})
+            except Exception:
+                log.exception("outbox: reading the requests of claimed notices failed")
+                contexts = {}
+            for view, refs in contexts.values():
+                self._see(view, refs)
+            for notice in claimed:
+                self._given_up.pop((notice.request_id, notice.target), None)  # its turn has come again
+                self._hold(notice)
+        return len(claimed)
+
+    # -- the loop -----------------------------------------------------------------------------------------------
+
     async def _loop(self) -> None:
-        """Keep up to ``batch`` deliveries in flight; claim more whenever one ends, a commit queues notices,
-        or the sweep comes round."""
+        """Keep up to ``batch`` deliveries in flight, one per message; claim from the database on the sweep, and
+        at once when there may be notices no unit handed over."""
         in_flight: set[asyncio.Task[None]] = set()
+        last_claim = -math.inf
         while not self._stopping:
             self._wake.clear()
-            room = (self.batch_while_acking if self.awaiting_ack else self.batch) - len(in_flight)
-            if room > 0:
-                try:
-                    claimed = await delivery.claim_notices(uow=self.uow(), by=self.name, lease=self.lease, limit=room)
-                except Exception:
-                    log.exception("outbox: claiming notices failed; trying again shortly")
-                    claimed = []
-                contexts = await self._contexts(claimed)
-                for notice in claimed:
-                    task = asyncio.create_task(self._deliver(notice, contexts.get(notice.request_id)))
-                    in_flight.add(task)
-                    task.add_done_callback(self._finished(in_flight))
-                if claimed and len(claimed) == room:
-                    continue  # there may be more due
+            limit = self.batch_while_acking if self.awaiting_ack else self.batch
+            room = limit - len(in_flight)
+            if room > 0 and (self._claim_now or time.monotonic() - last_claim >= self.sweep_every):
+                self._claim_now, last_claim = False, time.monotonic()
+                if await self._claim(room) == room:
+                    self._claim_now = True  # there may be more due
+            while self._ready and len(in_flight) < limit:
+                key = self._ready.popleft()
+                notice = self._next(key)
+                if notice is None:
+                    continue
+                self._busy.add(key)
+                task = asyncio.create_task(self._deliver(notice))
+                in_flight.add(task)
+                task.add_done_callback(self._finished(in_flight, key))
+            if self._claim_now and len(in_flight) < limit:
+                continue
             try:
-                await asyncio.wait_for(self._wake.wait(), self.sweep_every)
+                await asyncio.wait_for(self._wake.wait(), max(0.0, self.sweep_every - (time.monotonic() - last_claim)))
             except TimeoutError:
                 pass
         await asyncio.gather(*in_flight, return_exceptions=True)
+        for queue in self._queues.values():
+            self._released.extend(queue)  # held, not started: leave them to the next start or another process
+        self._queues.clear()
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        await self._flush_deliveries()
+        await self._flush()
 
-    async def _contexts(self, claimed: list[Claimed]) -> dict[str, delivery.NoticeContext]:
-        """Each claimed notice's request and message places, read together in one unit."""
-        if not claimed:
-            return {}
-        try:
-            return await delivery.notice_contexts(uow=self.uow(), request_ids={n.request_id for n in claimed})
-        except Exception:
-            log.exception("outbox: reading the requests of claimed notices failed")
-            return {}
+    def _next(self, key: Key) -> Claimed | None:
+        """The message's next notice. An update followed by another of the same message is not made: the later
+        one renders the same state or a newer one (fewer calls, same final message)."""
+        queue = self._queues.get(key)
+        if not queue:
+            return None
+        notice = queue.pop(0)
+        while notice.action in UPDATES and any(later.action == notice.action for later in queue):
+            self._superseded.append(notice)
+            notice = queue.pop(0)
+        if not queue:
+            del self._queues[key]
+        self._schedule_flush()
+        return notice
 
-    def _record(self, done: delivery.Delivery) -> None:
-        """Note a delivery; it is recorded with the others made within ``flush_pause`` (a group commit). Until
-        then the notice stays pending and leased, so the next notice of its message waits for it."""
-        self._delivered.append(done)
+    def _finished(self, in_flight: set[asyncio.Task[None]], key: Key) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            self._busy.discard(key)
+            if key in self._queues:
+                self._ready.append(key)  # the message's next notice
+            if not task.cancelled() and task.exception() is not None:
+                log.error("outbox: a delivery failed unexpectedly", exc_info=task.exception())
+            self._wake.set()
+
+        return done
+
+    # -- recording (a group commit) -------------------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        """Record what was done within ``flush_pause`` in one transaction. Until then a delivered notice stays
+        pending and leased: after a crash its next attempt finds the posted message."""
+        if not (self._delivered or self._superseded or self._released):
+            return
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_after_pause(), name="outbox-flush")
 
     async def _flush_after_pause(self) -> None:
         await asyncio.sleep(self.flush_pause)
         try:
-            await self._flush_deliveries()
+            await self._flush()
         except Exception:  # the notices stay leased; their next attempt finds the posted messages
             log.exception("outbox: recording deliveries failed")
 
-    async def _flush_deliveries(self) -> None:
-        """Record every delivery made since the last flush in one transaction (a group commit). A crash
-        before it commits leaves the notices claimed; their next attempt finds the posted messages."""
+    async def _flush(self) -> None:
         async with self._flush_lock:
             done, self._delivered = self._delivered, []
-            if done:
-                await delivery.notices_delivered(uow=self.uow(), deliveries=done)
-        self._wake.set()
+            superseded, self._superseded = self._superseded, []
+            released, self._released = self._released, []
+            if done or superseded or released:
+                await delivery.notices_delivered(
+                    uow=self.uow(), deliveries=done, superseded=superseded, released=released
+                )
 
-    def _finished(self, in_flight: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
-        def done(task: asyncio.Task[None]) -> None:
-            in_flight.discard(task)
-            if not task.cancelled() and task.exception() is not None:
-                log.error("outbox: a delivery failed unexpectedly", exc_info=task.exception())
-            self._wake.set()  # room for more, and the next notice of that message may be due
+    # -- one delivery -------------------------------------------------------------------------------------------
 
-        return done
-
-    async def _deliver(self, notice: Claimed, context: delivery.NoticeContext | None) -> None:
+    async def _deliver(self, notice: Claimed) -> None:
         try:
-            if context is None:
-                context = await delivery.notice_context(uow=self.uow(), request_id=notice.request_id)
-            placed = await self._perform(notice, *context)
+            view, refs = await self._context(notice)
+            placed = await self._perform(notice, view, refs)
         except Skip as skip:
             await delivery.notice_skipped(uow=self.uow(), notice=notice, why=str(skip))
         except SlackApiError as exc:
             await self._on_slack_error(notice, exc)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             await self._retry(notice, f"no answer from Slack ({type(exc).__name__})")
+        except Exception as exc:
+            log.exception("outbox: delivering %s failed unexpectedly", notice.dedupe_key)
+            await self._retry(notice, f"unexpected error ({type(exc).__name__})")
         else:
-            self._record(delivery.Delivery(notice, *(placed or (None, None, None))))
+            if placed is not None:
+                purpose, channel, ts = placed
+                self._refs.setdefault(notice.request_id, {})[purpose] = (channel, ts)
+            self._delivered.append(delivery.Delivery(notice, *(placed or (None, None, None))))
+            self._schedule_flush()
+
+    async def _context(self, notice: Claimed) -> delivery.NoticeContext:
+        """The newest known state of the notice's request and its messages' places; read from the database when
+        this process does not know them (e.g. a message another process posted)."""
+        rid = notice.request_id
+        view, refs = self._views.get(rid), self._refs.get(rid, {})
+        needs = _needs(notice) if self.notify_channel or not notice.target == n.CHANNEL else None
+        if view is None or (needs is not None and needs not in refs):
+            self._see(*await delivery.notice_context(uow=self.uow(), request_id=rid))
+            view, refs = self._views[rid], self._refs[rid]
+        return view, refs
 
     async def _on_slack_error(self, notice: Claimed, exc: SlackApiError) -> None:
         status = getattr(exc.response, "status_code", 200)
@@ -216,6 +340,14 @@ class Dispatcher:
             )
 
     async def _retry(self, notice: Claimed, error: str, at_least: float = 0.0) -> None:
+        # The message's later notices go back to the database before the retry is scheduled, and so does any
+        # handed over until then: claimed in order after this one, none overtakes it.
+        key = (notice.request_id, notice.target)
+        self._given_up[key] = None
+        while len(self._given_up) > self.remember:
+            self._given_up.popitem(last=False)
+        self._released.extend(self._queues.pop(key, []))
+        self._schedule_flush()
         delay = min(self.max_delay, self.base_delay * 2**notice.attempts) * random.uniform(0.5, 1.5)
         alive = await delivery.notice_retry(
             uow=self.uow(),
@@ -336,6 +468,20 @@ class Dispatcher:
             if not cursor:
                 break
         return None
+
+
+def _version(view: RequestView) -> tuple[int, bool, datetime]:
+    """Orders the states of one request: decisions only accumulate, and a closed request stays closed."""
+    return len(view.decisions), view.status is not Status.PENDING, view.updated_at
+
+
+def _needs(notice: Claimed) -> str | None:
+    """The posted message a notice acts on (its place must be known)."""
+    if notice.action == n.UPDATE_DM:
+        return f"dm:{notice.subject}"
+    if notice.action in (n.UPDATE_CHANNEL, n.POST_REPLY):
+        return "channel"
+    return None
 
 
 def _problem_text(notice: Claimed, error: str) -> str | None:

@@ -33,7 +33,7 @@ class BotServer:
         self.db = Database(settings.database_url)
         self.http = aiohttp.ClientSession()  # for the Web API: connections are reused
         self.app, self.dispatcher = build_app(settings, self.db.uow, self.http)
-        self.db.after_commit = self.dispatcher.wake
+        self.db.handover = self.dispatcher
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._expirer: asyncio.Task[None] | None = None
