@@ -119,20 +119,29 @@ def progress(view: RequestView) -> str:
 
 
 def decision_buttons(view: RequestView, *, block_id: str = "decide") -> ActionsBlock:
+    return _buttons(view.id, block_id)
+
+
+def _buttons(request_id: str, block_id: str) -> ActionsBlock:
     return ActionsBlock(
         block_id=block_id,
         elements=[
-            ButtonElement(text="Approve", action_id=APPROVE, value=view.id, style="primary"),
-            ButtonElement(text="Deny", action_id=DENY, value=view.id, style="danger"),
+            ButtonElement(text="Approve", action_id=APPROVE, value=request_id, style="primary"),
+            ButtonElement(text="Deny", action_id=DENY, value=request_id, style="danger"),
         ],
     )
+
+
+@lru_cache(maxsize=256)
+def _buttons_json(request_id: str) -> Json:
+    return _buttons(request_id, "decide").to_dict()
 
 
 def approver_message(view: RequestView, approver_id: str) -> tuple[str, list[Json]]:
     """The DM an approver gets: everything needed to decide, and the buttons while their decision is due."""
     blocks = list(_summary_json(view))
     if view.status is Status.PENDING and view.decision_of(approver_id) is None:
-        blocks.append(decision_buttons(view).to_dict())
+        blocks.append(_buttons_json(view.id))
     return f"Please review: {summary_text(view)}", blocks
 
 

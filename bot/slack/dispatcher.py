@@ -76,6 +76,8 @@ REASONS = {
 
 
 Key = tuple[str, str]  # a message: request id and target
+# Notices a person is waiting for (an approver to decide, the requester for the outcome) go before updates.
+FIRST = (n.POST_DM, n.POST_OUTCOME)
 
 
 class Skip(Exception):
@@ -115,7 +117,9 @@ class Dispatcher:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._queues: dict[Key, list[Claimed]] = {}  # notices held, by message, in id order
-        self._ready: deque[Key] = deque()  # messages with a notice held and none in flight
+        # Messages with a notice held and none in flight; those whose next notice someone is waiting for first.
+        self._ready: deque[Key] = deque()
+        self._ready_first: deque[Key] = deque()
         self._busy: set[Key] = set()  # messages with a delivery in flight
         self._given_up: OrderedDict[Key, None] = OrderedDict()  # messages whose notices go back to the database
         self._claim_now = True
@@ -164,7 +168,10 @@ class Dispatcher:
         queue = self._queues.setdefault(key, [])
         insort(queue, notice, key=attrgetter("id"))
         if len(queue) == 1 and key not in self._busy:
-            self._ready.append(key)
+            self._make_ready(key, queue[0])
+
+    def _make_ready(self, key: Key, head: Claimed) -> None:
+        (self._ready_first if head.action in FIRST else self._ready).append(key)
 
     def _see(self, view: RequestView, refs: dict[str, tuple[str, str]]) -> None:
         """Remember a request's state if it is newer than the one known, and where its messages are."""
@@ -215,8 +222,8 @@ class Dispatcher:
                 self._claim_now, last_claim = False, time.monotonic()
                 if await self._claim(room) == room:
                     self._claim_now = True  # there may be more due
-            while self._ready and len(in_flight) < limit:
-                key = self._ready.popleft()
+            while (self._ready_first or self._ready) and len(in_flight) < limit:
+                key = (self._ready_first or self._ready).popleft()
                 notice = self._next(key)
                 if notice is None:
                     continue
@@ -258,7 +265,7 @@ class Dispatcher:
             in_flight.discard(task)
             self._busy.discard(key)
             if key in self._queues:
-                self._ready.append(key)  # the message's next notice
+                self._make_ready(key, self._queues[key][0])  # the message's next notice
             if not task.cancelled() and task.exception() is not None:
                 log.error("outbox: a delivery failed unexpectedly", exc_info=task.exception())
             self._wake.set()
