@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_only
 
 from bot.adapters import sqlite_inline
 
@@ -74,11 +75,18 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_on_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    _begin(connection, "BEGIN IMMEDIATE")
 
 
 def _sqlite_begin_deferred(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    _begin(connection, "BEGIN")
+
+
+def _begin(connection: Any, sql: str) -> None:
+    # Straight to the driver (sqlite_inline: runs now, waits for a lock held elsewhere without blocking the loop):
+    # through SQLAlchemy's execution machinery a BEGIN cost as much CPU as the rest of a small unit of work.
+    inline = connection.connection.driver_connection
+    await_only(inline._execute(inline._conn.execute, sql))
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

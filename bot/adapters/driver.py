@@ -20,6 +20,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -112,9 +113,7 @@ class Driver:
     async def _open(self) -> tuple[Any, Dialect]:
         if self._connection is None:
             # Taking the session's connection begins its transaction (BEGIN IMMEDIATE on SQLite).
-            connection = await self.session.connection()
-            self._connection = (await connection.get_raw_connection()).driver_connection
-            self._dialect = connection.dialect
+            self._connection, self._dialect = await self.session.run_sync(_driver_connection)
         assert self._dialect is not None
         return self._connection, self._dialect
 
@@ -153,6 +152,11 @@ class Driver:
                 await connection.executemany(prepared.sql, batch)
         except (sqlite3.Error, asyncpg.PostgresError) as exc:
             raise _translated(exc, prepared.sql, batch) from exc
+
+
+def _driver_connection(session: Session) -> tuple[Any, Dialect]:
+    connection = session.connection()
+    return connection.connection.driver_connection, connection.dialect
 
 
 async def _run(connection: Any, dialect: Dialect, sql: str, args: tuple[Any, ...], *, fetch: bool) -> Any:
