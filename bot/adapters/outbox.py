@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Set
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -129,12 +130,40 @@ _RELEASE = (
     .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)), OUTBOX.c.status == PENDING)
     .values(lease_until=None)
 )
-_INSERT_NEW = {
-    "sqlite": sqlite_insert(OUTBOX).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(OUTBOX.c.id),
-    "postgresql": postgresql_insert(OUTBOX)
-    .on_conflict_do_nothing(index_elements=["dedupe_key"])
-    .returning(OUTBOX.c.id),
-}
+_NEW_COLUMNS = (
+    "dedupe_key",
+    "request_id",
+    "target",
+    "action",
+    "subject",
+    "details",
+    "status",
+    "attempts",
+    "claims",
+    "next_attempt_at",
+    "created_at",
+    "lease_until",
+    "claimed_by",
+)
+_INSERTS: dict[tuple[str, int], Any] = {}
+
+
+def _insert_new(dialect: str, count: int) -> Any:
+    """``count`` notices in one INSERT (one round trip), each left out if its key was ever queued; RETURNING
+    tells which were new. Built once per dialect and count (a unit queues at most a handful)."""
+    statement = _INSERTS.get((dialect, count))
+    if statement is None:
+        rows = [{c: sa.bindparam(f"{c}_{i}", type_=OUTBOX.c[c].type) for c in _NEW_COLUMNS} for i in range(count)]
+        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        statement = _INSERTS[(dialect, count)] = (
+            insert(OUTBOX)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(OUTBOX.c.id, OUTBOX.c.dedupe_key)
+        )
+    return statement
+
+
 _LEASE = (
     sa.update(OUTBOX)
     .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)))
@@ -149,10 +178,13 @@ _FINISH_MANY = (
 
 class AbstractOutbox(abc.ABC):
     @abc.abstractmethod
-    async def add_many(self, notices: list[Notice], *, at: datetime, lease: Lease | None = None) -> list[Claimed]:
-        """Queue notices, each unless one with its dedupe key was ever queued; returns those queued. With
+    async def add_many(
+        self, notices: list[Notice], *, at: datetime, lease: Lease | None = None, fresh: Set[str] = frozenset()
+    ) -> list[Claimed]:
+        """Queue notices (distinct keys), each unless one with its key was ever queued; returns those queued. With
         ``lease``, each is leased to ``lease.by`` (``claims`` 1) unless an earlier notice of its target is
-        pending and not ``lease.by``'s: that one goes first, and this one is claimed after it."""
+        pending and not ``lease.by``'s: that one goes first, and this one is claimed after it. ``fresh``: ids of
+        requests created in this transaction."""
 
     @abc.abstractmethod
     async def release(self, notice_ids: list[int]) -> None:
@@ -188,18 +220,19 @@ class SqlOutbox(AbstractOutbox):
         self.session = session
         self.sql = driver or Driver(session)
 
-    async def add_many(self, notices: list[Notice], *, at: datetime, lease: Lease | None = None) -> list[Claimed]:
-        # A row whose key is already queued is left out by the database, which also settles two transactions
-        # queuing the same key at once; RETURNING tells whether it was new.
-        insert = _INSERT_NEW[self.session.get_bind().dialect.name]
+    async def add_many(
+        self, notices: list[Notice], *, at: datetime, lease: Lease | None = None, fresh: Set[str] = frozenset()
+    ) -> list[Claimed]:
+        if not notices:
+            return []
         waiting: set[tuple[str, str]] = set()
-        if lease is not None:
-            ids = sorted({n.request_id for n in notices})
-            found = await self.sql.rows(_HELD_ELSEWHERE, {"ids": ids, "now": at, "by": lease.by})
+        older = sorted({n.request_id for n in notices} - fresh)  # a request made in this unit has no older notice
+        if lease is not None and older:
+            found = await self.sql.rows(_HELD_ELSEWHERE, {"ids": older, "now": at, "by": lease.by})
             waiting = {(r.request_id, r.target) for r in found}
-        queued: list[Claimed] = []
-        for n in notices:
-            holder = lease if lease is not None and (n.request_id, n.target) not in waiting else None
+        holders = [lease if (n.request_id, n.target) not in waiting else None for n in notices]
+        params: dict[str, Any] = {}
+        for i, (n, holder) in enumerate(zip(notices, holders, strict=True)):
             row = {
                 "dedupe_key": n.dedupe_key,
                 "request_id": n.request_id,
@@ -215,22 +248,25 @@ class SqlOutbox(AbstractOutbox):
                 "lease_until": None if holder is None else holder.until,
                 "claimed_by": None if holder is None else holder.by,
             }
-            queued.extend(
-                Claimed(
-                    id=inserted.id,
-                    dedupe_key=n.dedupe_key,
-                    request_id=n.request_id,
-                    target=n.target,
-                    action=n.action,
-                    subject=n.subject,
-                    details=n.details,
-                    attempts=0,
-                    claims=0 if holder is None else 1,
-                    created_at=at,
-                )
-                for inserted in await self.sql.rows(insert, row)
+            params.update({f"{column}_{i}": value for column, value in row.items()})
+        insert = _insert_new(self.session.get_bind().dialect.name, len(notices))
+        new = {r.dedupe_key: r.id for r in await self.sql.rows(insert, params)}
+        return [
+            Claimed(
+                id=new[n.dedupe_key],
+                dedupe_key=n.dedupe_key,
+                request_id=n.request_id,
+                target=n.target,
+                action=n.action,
+                subject=n.subject,
+                details=n.details,
+                attempts=0,
+                claims=0 if holder is None else 1,
+                created_at=at,
             )
-        return queued
+            for n, holder in zip(notices, holders, strict=True)
+            if n.dedupe_key in new
+        ]
 
     async def release(self, notice_ids: list[int]) -> None:
         if notice_ids:

@@ -122,10 +122,12 @@ class RequestFilter:
 class AbstractRequestRepository(abc.ABC):
     def __init__(self) -> None:
         self.seen: dict[str, AccessRequest] = {}
+        self.added: set[str] = set()  # ids of the requests created in this unit
 
     async def add(self, request: AccessRequest, *, idempotency_key: str | None = None) -> None:
         await self._add(request, idempotency_key)
         self.seen[request.id] = request
+        self.added.add(request.id)
 
     async def get(self, request_id: str, *, for_update: bool = False) -> AccessRequest | None:
         request = await self._get(request_id, for_update=for_update)

@@ -121,7 +121,8 @@ class AbstractUnitOfWork(abc.ABC):
     async def _add(self, owed: list[notices.Notice], now: datetime) -> None:
         handover = self._handover
         lease = None if handover is None else Lease(handover.name, now + handover.lease)
-        self._queued.extend(await self.outbox.add_many(owed, at=now, lease=lease))
+        fresh = self.requests.added
+        self._queued.extend(await self.outbox.add_many(owed, at=now, lease=lease, fresh=fresh))
 
     async def rollback(self) -> None:
         await self._rollback()
