@@ -16,6 +16,7 @@ TABLES = [
     "audit_log",
     "processed_events",
     "access_requests",
+    "outbox",
 ]
 
 

@@ -156,7 +156,14 @@ class Driver:
 
 def _driver_connection(session: Session) -> tuple[Any, Dialect]:
     connection = session.connection()
-    return connection.connection.driver_connection, connection.dialect
+    adapted = connection.connection.dbapi_connection
+    driver = connection.connection.driver_connection
+    autocommit = getattr(adapted, "autocommit", False)
+    if isinstance(driver, asyncpg.Connection) and not autocommit and not driver.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs: run one, so that ours are
+        # inside the transaction it will commit (the Unit of Work's connection check usually has already).
+        connection.exec_driver_sql("SELECT 1")
+    return driver, connection.dialect
 
 
 async def _run(connection: Any, dialect: Dialect, sql: str, args: tuple[Any, ...], *, fetch: bool) -> Any:

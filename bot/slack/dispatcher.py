@@ -298,6 +298,12 @@ class Dispatcher:
                 await delivery.notices_delivered(
                     uow=self.uow(), deliveries=done, superseded=superseded, released=released
                 )
+            if any(d.notice.maybe_delivered_before for d in done):
+                self._claim_soon()  # a recovered notice is recorded: the next of its message may wait in the database
+
+    def _claim_soon(self) -> None:
+        self._claim_now = True
+        self._wake.set()
 
     # -- one delivery -------------------------------------------------------------------------------------------
 
@@ -367,6 +373,7 @@ class Dispatcher:
         (log.warning if alive else log.error)(
             "outbox: notice %s %s: %s", notice.dedupe_key, "will be retried" if alive else "is a dead letter", error
         )
+        asyncio.get_running_loop().call_later(max(delay, at_least) if alive else 0.0, self._claim_soon)
 
     # -- what each notice does ------------------------------------------------------------------------------
 

@@ -1,0 +1,115 @@
+"""The driver path (bot/adapters/driver.py) gives what SQLAlchemy's own execution gives, on SQLite and
+PostgreSQL, and runs inside the unit's transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from bot.adapters import outbox, repository
+from bot.adapters.db import Database
+from bot.adapters.driver import Driver
+from bot.domain.values import Approver
+from bot.service_layer import delivery, services
+
+ALICE, BOB = Approver("UALICE", "Alice", "alice@example.com"), Approver("UBOB", "Bob")
+
+
+async def _request(db: Database, resource: str = "prod-db") -> str:
+    view = await services.create_request(
+        uow=db.uow(),
+        requester_id="UREQ",
+        resource=resource,
+        justification="Incident 42 — «naïve» <b>&",
+        approvers=[ALICE, BOB],
+        duration_minutes=90,
+    )
+    return view.id
+
+
+async def test_rows_are_those_sqlalchemy_gives(db: Database) -> None:
+    rid = await _request(db)
+    await services.approve(uow=db.uow(), request_id=rid, approver_id="UALICE", reason="ok")
+    postgres = db.engine.dialect.name == "postgresql"
+    of_many = repository._OF_MANY_PG if postgres else repository._OF_MANY
+    statements = [
+        (repository._GET, {"b_id": rid}),  # text, integers, datetimes
+        (of_many[0], {"ids": [rid]}),  # booleans (awaiting)
+        (of_many[1], {"ids": [rid]}),
+        (outbox.DUE, {"now": datetime.now(UTC), "limit": 10}),  # JSON (details)
+        (sa.select(repository.AUDIT).order_by(repository.AUDIT.c.id), {}),
+    ]
+    session = db.session_factory()
+    try:
+        for statement, params in statements:
+            expected = [tuple(r) for r in (await session.execute(statement, params)).all()]
+            got = [tuple(r) for r in await Driver(session).rows(statement, params)]
+            assert got == expected and expected, statement
+        rows = await Driver(session).rows(repository._GET, {"b_id": rid})
+        assert rows[0].duration_minutes == 90 and rows[0].justification == "Incident 42 — «naïve» <b>&"
+    finally:
+        await session.close()
+
+
+async def test_in_lists_of_every_length(db: Database) -> None:
+    ids = [await _request(db, f"r{i}") for i in range(3)]
+    session = db.session_factory()
+    try:
+        driver = Driver(session)
+        for wanted in ([ids[0]], ids, [], ids[1:], [ids[2]], ids):
+            rows = await driver.rows(repository._BY_IDS, {"ids": wanted})
+            assert sorted(r.id for r in rows) == sorted(wanted)
+    finally:
+        await session.close()
+
+
+async def test_a_duplicate_is_sqlalchemys_integrity_error(db: Database) -> None:
+    rid = await _request(db)
+    decision = {"request_id": rid, "approver_id": "UALICE", "verdict": "APPROVE", "reason": None}
+    session = db.session_factory()
+    try:
+        driver = Driver(session)
+        await driver.execute_many(repository._INSERT_DECISIONS, [{**decision, "decided_at": datetime.now(UTC)}])
+        with pytest.raises(IntegrityError):
+            await driver.execute_many(repository._INSERT_DECISIONS, [{**decision, "decided_at": datetime.now(UTC)}])
+    finally:
+        await session.close()
+
+
+async def test_statements_are_part_of_the_units_transaction(db: Database) -> None:
+    rid = await _request(db)
+
+    async def audited() -> list[str]:
+        return [e.action for e in await services.audit_trail(uow=db.uow(), request_id=rid)]
+
+    before = await audited()
+    uow = db.uow()
+    async with uow:
+        await uow.audit.record(action="test.dropped", actor_id=None, request_id=rid, details={}, at=datetime.now(UTC))
+        # not committed: rolled back with the unit
+    assert await audited() == before
+    async with uow:
+        await uow.audit.record(action="test.kept", actor_id=None, request_id=rid, details={}, at=datetime.now(UTC))
+        await uow.commit()
+    assert await audited() == [*before, "test.kept"]
+
+
+async def test_updates_report_the_rows_they_touched(db: Database) -> None:
+    rid = await _request(db)
+    now = datetime.now(UTC)
+    session = db.session_factory()
+    try:
+        driver = Driver(session)
+        moved = {"b_id": rid, "b_was": "PENDING", "b_status": "CANCELLED", "b_at": now}
+        assert await driver.execute(repository._MOVE_STATUS, moved) == 1
+        assert await driver.execute(repository._MOVE_STATUS, moved) == 0  # no longer PENDING
+        await session.rollback()
+    finally:
+        await session.close()
+    assert (await services.get(uow=db.uow(), request_id=rid)).status.value == "PENDING"
+    # What the outbox queued for the request is there, whatever path wrote it.
+    entries = await delivery.outbox_entries(uow=db.uow(), statuses=("pending",))
+    assert {e.action for e in entries if e.request_id == rid} == {"post_dm", "post_channel"}

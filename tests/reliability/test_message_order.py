@@ -1,0 +1,46 @@
+"""One message's notices go out in order, also when the first fails while later ones are already handed to the
+dispatcher: a thread reply needs its channel message, an update its DM."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from bot.service_layer import delivery
+from bot.testing import Fault
+from tests.slack.conftest import start_world, stop_world
+
+
+async def test_a_failed_post_takes_its_messages_later_notices_back(tmp_path: Path) -> None:
+    world = await start_world(tmp_path, "http", outbox_base_delay=0.05)
+    slack, failed = world.slack, []
+
+    def channel_post_fails_once(method: str, params: dict[str, Any]) -> Fault | None:
+        if method == "chat.postMessage" and params.get("channel") == "CNOTIFY" and not params.get("thread_ts"):
+            if not failed:
+                failed.append(params)
+                return Fault(status=503, delay=1.0)  # slow, then an error: Bob decides meanwhile
+        return None
+
+    slack.chaos = channel_post_fails_once  # type: ignore[assignment]
+    try:
+        reply = await slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident 42")
+        rid = reply.text.split("Request ")[1].split(" ")[0]
+        for _ in range(100):
+            if slack.dm_about("UBOB", rid) is not None and failed:
+                break
+            await asyncio.sleep(0.02)
+        await slack.click("UBOB", slack.dm_about("UBOB", rid), "approve_request")
+        # Bob's decision queued the channel message's update and a thread reply behind its failing post.
+        await world.settled(timeout=20)
+
+        [channel] = [m for m in slack.channel_messages("CNOTIFY") if rid in m.text]
+        thread = slack.channel_messages("CNOTIFY", thread_ts=channel.ts)
+        assert [m.text for m in thread] == [f"<@UBOB> approved {rid}."]
+        assert "1 of 2 approvals" in str(channel.blocks)
+        entries = await delivery.outbox_entries(uow=world.bot.db.uow(), statuses=("skipped", "failed", "dead"))
+        assert [e.dedupe_key for e in entries if e.request_id == rid and e.target == "channel"] == []
+    finally:
+        slack.chaos = None
+        await stop_world(world)
