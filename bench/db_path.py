@@ -42,7 +42,8 @@ async def _service(db: Database, rid: str) -> None:
 # The statements the service runs for a first approval (see the SQL log of one call): lock and load the
 # request, its approvers and decisions; insert the decision; move the status if unchanged; mark the approver as
 # no longer awaited; audit; queue the four notices it owes (updates of both DMs and the channel message, a thread
-# reply), those already queued left out by ON CONFLICT.
+# reply) in one INSERT, those already queued left out by ON CONFLICT. (In the bot, whose units lease the notices
+# to its dispatcher, a unit that decides also looks up its request's pending notices: one SELECT more.)
 def _notice_rows(rid: str, now: str) -> list[tuple[Any, ...]]:
     owed = [
         (f"{rid}:update:dm:UALICE:1:PENDING", "dm:UALICE", "update_dm", "UALICE"),
@@ -51,13 +52,15 @@ def _notice_rows(rid: str, now: str) -> list[tuple[Any, ...]]:
         (f"{rid}:post:reply:UALICE", "channel", "post_reply", "UALICE"),
     ]
     return [
-        (key, rid, target, action, subject, "{}", "pending", 0, 0, now, now) for key, target, action, subject in owed
+        (key, rid, target, action, subject, "{}", "pending", 0, 0, now, now, None, None)
+        for key, target, action, subject in owed
     ]
 
 
 OUTBOX_INSERT = (
     "INSERT INTO outbox (dedupe_key, request_id, target, action, subject, details, status, attempts,"
-    " claims, next_attempt_at, created_at) VALUES {} ON CONFLICT (dedupe_key) DO NOTHING RETURNING id"
+    " claims, next_attempt_at, created_at, lease_until, claimed_by) VALUES {}"
+    " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key"
 )
 
 
@@ -85,7 +88,7 @@ async def _raw_sqlite(conn: aiosqlite.Connection, rid: str) -> None:
         (now, "UALICE", "decision.approve", rid, json.dumps({"reason": None})),
     )
     rows = _notice_rows(rid, now)
-    values = ", ".join(["(" + ", ".join("?" * 11) + ")"] * len(rows))
+    values = ", ".join(["(" + ", ".join("?" * 13) + ")"] * len(rows))
     await (await conn.execute(OUTBOX_INSERT.format(values), [v for r in rows for v in r])).fetchall()
     await conn.execute("COMMIT")
 
@@ -122,9 +125,9 @@ async def _raw_pg(pool: asyncpg.Pool, rid: str) -> None:
             rid,
             json.dumps({"reason": None}),
         )
-        rows = [(*r[:9], now, now) for r in _notice_rows(rid, "")]
+        rows = [(*r[:9], now, now, None, None) for r in _notice_rows(rid, "")]
         values = ", ".join(
-            "(" + ", ".join(f"${11 * n + i}" + ("::json" if i == 6 else "") for i in range(1, 12)) + ")"
+            "(" + ", ".join(f"${13 * n + i}" + ("::json" if i == 6 else "") for i in range(1, 14)) + ")"
             for n in range(len(rows))
         )
         await conn.fetch(OUTBOX_INSERT.format(values), *(v for r in rows for v in r))
