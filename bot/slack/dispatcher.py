@@ -122,6 +122,9 @@ class Dispatcher:
         self._ready_first: deque[Key] = deque()
         self._busy: set[Key] = set()  # messages with a delivery in flight
         self._given_up: OrderedDict[Key, None] = OrderedDict()  # messages whose notices go back to the database
+        # Notices held or in flight, by id: by when each must have started. A lease must not run out while its
+        # notice waits here (another process could claim it); past half the lease it goes back instead.
+        self._held: dict[int, float] = {}
         self._claim_now = True
         # The newest state seen of recent requests and where their messages are: what a delivery renders.
         self._views: OrderedDict[str, RequestView] = OrderedDict()
@@ -158,6 +161,8 @@ class Dispatcher:
         self._wake.set()
 
     def _hold(self, notice: Claimed) -> None:
+        if notice.id in self._held:
+            return  # held already (claimed again by this process's sweep): delivered once, by the first
         key = (notice.request_id, notice.target)
         if key in self._given_up or self._stopping:
             # An earlier notice of this message failed and waits in the database for its retry: this one must
@@ -165,6 +170,7 @@ class Dispatcher:
             self._released.append(notice)
             self._schedule_flush()
             return
+        self._held[notice.id] = time.monotonic() + self.lease.total_seconds() / 2
         queue = self._queues.setdefault(key, [])
         insort(queue, notice, key=attrgetter("id"))
         if len(queue) == 1 and key not in self._busy:
@@ -227,10 +233,14 @@ class Dispatcher:
                 notice = self._next(key)
                 if notice is None:
                     continue
+                if time.monotonic() > self._held[notice.id]:
+                    self._give_back(key, notice)  # waited too long here: claimed again, with a fresh lease
+                    self._claim_soon()
+                    continue
                 self._busy.add(key)
                 task = asyncio.create_task(self._deliver(notice))
                 in_flight.add(task)
-                task.add_done_callback(self._finished(in_flight, key))
+                task.add_done_callback(self._finished(in_flight, key, notice.id))
             if self._claim_now and len(in_flight) < limit:
                 continue
             try:
@@ -238,12 +248,22 @@ class Dispatcher:
             except TimeoutError:
                 pass
         await asyncio.gather(*in_flight, return_exceptions=True)
-        for queue in self._queues.values():
-            self._released.extend(queue)  # held, not started: leave them to the next start or another process
-        self._queues.clear()
+        for key in list(self._queues):
+            self._give_back(key)  # held, not started: leave them to the next start or another process
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self._flush()
+
+    def _give_back(self, key: Key, *first: Claimed) -> None:
+        """Release the message's notices held here (``first`` and those queued): they are claimed again from the
+        database, in order, and any handed over meanwhile follows them there."""
+        self._given_up[key] = None
+        while len(self._given_up) > self.remember:
+            self._given_up.popitem(last=False)
+        for notice in (*first, *self._queues.pop(key, [])):
+            self._held.pop(notice.id, None)
+            self._released.append(notice)
+        self._schedule_flush()
 
     def _next(self, key: Key) -> Claimed | None:
         """The message's next notice. An update followed by another of the same message is not made: the later
@@ -254,16 +274,20 @@ class Dispatcher:
         notice = queue.pop(0)
         while notice.action in UPDATES and any(later.action == notice.action for later in queue):
             self._superseded.append(notice)
+            self._held.pop(notice.id, None)
             notice = queue.pop(0)
         if not queue:
             del self._queues[key]
         self._schedule_flush()
         return notice
 
-    def _finished(self, in_flight: set[asyncio.Task[None]], key: Key) -> Callable[[asyncio.Task[None]], None]:
+    def _finished(
+        self, in_flight: set[asyncio.Task[None]], key: Key, notice_id: int
+    ) -> Callable[[asyncio.Task[None]], None]:
         def done(task: asyncio.Task[None]) -> None:
             in_flight.discard(task)
             self._busy.discard(key)
+            self._held.pop(notice_id, None)
             if key in self._queues:
                 self._make_ready(key, self._queues[key][0])  # the message's next notice
             if not task.cancelled() and task.exception() is not None:
@@ -355,12 +379,7 @@ class Dispatcher:
     async def _retry(self, notice: Claimed, error: str, at_least: float = 0.0) -> None:
         # The message's later notices go back to the database before the retry is scheduled, and so does any
         # handed over until then: claimed in order after this one, none overtakes it.
-        key = (notice.request_id, notice.target)
-        self._given_up[key] = None
-        while len(self._given_up) > self.remember:
-            self._given_up.popitem(last=False)
-        self._released.extend(self._queues.pop(key, []))
-        self._schedule_flush()
+        self._give_back((notice.request_id, notice.target))
         delay = min(self.max_delay, self.base_delay * 2**notice.attempts) * random.uniform(0.5, 1.5)
         alive = await delivery.notice_retry(
             uow=self.uow(),
