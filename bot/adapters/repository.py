@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -104,6 +104,20 @@ _OF_MANY_PG = (
     sa.select(APPROVERS).where(APPROVERS.c.request_id == sa.any_(_IDS)).order_by(APPROVERS.c.position),
     sa.select(DECISIONS).where(DECISIONS.c.request_id == sa.any_(_IDS)).order_by(DECISIONS.c.id),
 )
+
+
+# The approvers of recent requests, by request id. A request's approvers are fixed when it is made (only their
+# ``awaiting`` flag changes, which loading does not read), so the process keeps them: reading them again cost a
+# statement, on PostgreSQL a round trip, every time a request was loaded to be decided or delivered.
+_NAMED: OrderedDict[str, tuple[Approver, ...]] = OrderedDict()
+_NAMED_KEPT = 5000
+
+
+def _remember_named(request_id: str, approvers: tuple[Approver, ...]) -> None:
+    _NAMED[request_id] = approvers
+    _NAMED.move_to_end(request_id)
+    while len(_NAMED) > _NAMED_KEPT:
+        _NAMED.popitem(last=False)
 
 
 class ConcurrentUpdate(Exception):
@@ -208,6 +222,7 @@ class SqlRequestRepository(AbstractRequestRepository):
             ],
         )
         self._loaded[request.id] = (request.status, len(request.decisions))
+        _remember_named(request.id, request.approvers)
 
     async def by_idempotency_key(self, key: str) -> AccessRequest | None:
         rows = (await self.session.execute(sa.select(REQUESTS).where(REQUESTS.c.idempotency_key == key))).all()
@@ -301,11 +316,17 @@ class SqlRequestRepository(AbstractRequestRepository):
         ids = [r.id for r in rows]
         if not ids:
             return []
-        approvers: dict[str, list[Any]] = defaultdict(list)
         decisions: dict[str, list[Any]] = defaultdict(list)
         of_many = _OF_MANY_PG if self.session.get_bind().dialect.name == "postgresql" else _OF_MANY
-        for a in await self.sql.rows(of_many[0], {"ids": ids}):
-            approvers[a.request_id].append(a)
+        named = {i: _NAMED[i] for i in ids if i in _NAMED}
+        unknown = [i for i in ids if i not in named]
+        if unknown:
+            found: dict[str, list[Any]] = defaultdict(list)
+            for a in await self.sql.rows(of_many[0], {"ids": unknown}):
+                found[a.request_id].append(a)
+            for rid in unknown:
+                named[rid] = tuple(Approver(a.user_id, a.display_name, a.email) for a in found[rid])
+                _remember_named(rid, named[rid])
         for d in await self.sql.rows(of_many[1], {"ids": ids}):
             decisions[d.request_id].append(d)
         result = []
@@ -321,7 +342,7 @@ class SqlRequestRepository(AbstractRequestRepository):
                 status=Status(r.status),
                 created_at=utc(r.created_at),
                 updated_at=utc(r.updated_at),
-                approvers=tuple(Approver(a.user_id, a.display_name, a.email) for a in approvers[r.id]),
+                approvers=named[r.id],
                 decisions=[
                     Decision(d.approver_id, Verdict(d.verdict), utc(d.decided_at), d.reason) for d in decisions[r.id]
                 ],
