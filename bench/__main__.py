@@ -1,6 +1,7 @@
 """``python -m bench`` (``make bench``): every benchmark, on SQLite and PostgreSQL; prints tables, writes JSON.
 
-python -m bench [--flows 300] [--concurrency 20] [--rss-flows 10000] [--scale 100000] [--skip-postgres]
+python -m bench [--flows 300] [--concurrency 20] [--rounds 3] [--rss-flows 10000] [--scale 100000]
+                 [--skip-postgres]
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import platform
 import secrets
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -42,38 +44,58 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "started": time.strftime("%F %T"),
+        "rounds": args.rounds,
+        "scale_requests": args.scale,
     }
+    db_names = ["sqlite"] if args.skip_postgres else ["sqlite", "postgres"]
+    pg_names: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        databases = {"sqlite": lambda name: f"sqlite+aiosqlite:///{tmp}/{name}.db"}
-        if not args.skip_postgres:
-            databases["postgres"] = None  # type: ignore[assignment]
-        print("Slack path: baseline (a bare Bolt app, state in memory)...", flush=True)
-        out["baseline"] = await slack_path.run("baseline", flows=args.flows, concurrency=args.concurrency)
-        for db_name in databases:
-            pg_names: list[str] = []
 
-            async def url(name: str, db_name: str = db_name, pg_names: list[str] = pg_names) -> str:
-                if db_name == "sqlite":
-                    return databases["sqlite"](name)
-                pg_names.append(await _pg_database())
-                return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_names[-1]}"
+        async def url(db_name: str, name: str) -> str:
+            if db_name == "sqlite":
+                return f"sqlite+aiosqlite:///{tmp}/{name}.db"
+            pg_names.append(await _pg_database())
+            return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_names[-1]}"
 
-            try:
-                print(f"Slack path: the bot on {db_name}...", flush=True)
-                out[f"bot_{db_name}"] = await slack_path.run(
+        try:
+            # The apps take turns, round after round: this VM's speed drifts by more than the differences measured,
+            # so each figure is the median of its rounds and the ratios compare apps measured side by side.
+            runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for r in range(1, args.rounds + 1):
+                print(f"Slack path, round {r} of {args.rounds}: baseline (a bare Bolt app, state in memory)...")
+                runs["baseline"].append(
+                    await slack_path.run("baseline", flows=args.flows, concurrency=args.concurrency)
+                )
+                for db_name in db_names:
+                    print(f"Slack path, round {r} of {args.rounds}: the bot on {db_name}...", flush=True)
+                    runs[f"bot_{db_name}"].append(
+                        await slack_path.run(
+                            "bot",
+                            flows=args.flows,
+                            concurrency=args.concurrency,
+                            database_url=await url(db_name, f"slack{r}"),
+                        )
+                    )
+            for key, figures in runs.items():
+                out[key] = {**slack_path.median(figures), "each_round": figures}
+            if args.rss_flows:
+                print(f"Memory of the bot over {args.rss_flows:,} flows (SQLite)...", flush=True)
+                memory = await slack_path.run(
                     "bot",
                     flows=args.flows,
                     concurrency=args.concurrency,
-                    database_url=await url("slack"),
-                    rss_flows=args.rss_flows if db_name == "sqlite" else 0,
+                    database_url=await url("sqlite", "memory"),
+                    rss_flows=args.rss_flows,
                 )
+                out["memory"] = {k: memory[k] for k in ("rss_before_mb", "rss_after_mb", "rss_flows")}
+            for db_name in db_names:
                 print(f"Database path on {db_name}...", flush=True)
-                out[f"db_{db_name}"] = await db_path.run(await url("db"), n=300)
+                out[f"db_{db_name}"] = await db_path.run(await url(db_name, "db"), n=300)
                 print(f"Scale ({args.scale:,} requests) on {db_name}...", flush=True)
-                out[f"scale_{db_name}"] = await scale.run_apart(await url("scale"), n=args.scale)
-            finally:
-                for name in pg_names:
-                    await _drop(name)
+                out[f"scale_{db_name}"] = await scale.run_apart(await url(db_name, "scale"), n=args.scale)
+        finally:
+            for name in pg_names:
+                await _drop(name)
     return out
 
 
@@ -103,8 +125,21 @@ def report(out: dict[str, Any]) -> None:
             f"{key:<16}{ack['p50_ms']:>9.1f}{ack['p95_ms']:>7.1f}{ack['p99_ms']:>7.1f}{dms:>14.1f}{notice:>12.1f}"
             f"{tput:>9.1f}{ratios[0]:>7.2f}{ratios[1]:>7.2f}{ratios[2]:>8.2f}{r['app_cpu_ms_per_flow']:>13.1f}"
         )
-    if "rss_before_mb" in out.get("bot_sqlite", {}):
-        r = out["bot_sqlite"]
+    print(f"(medians of {out['rounds']} rounds; the apps took turns)")
+    for key in ("bot_sqlite", "bot_postgres"):
+        if key in out:
+            each = zip(base["each_round"], out[key]["each_round"], strict=True)
+            print(
+                f"  {key} round by round (ack x, DMs x, tput x): "
+                + "; ".join(
+                    f"{b_['ack']['p50_ms'] and o['ack']['p50_ms'] / b_['ack']['p50_ms']:.2f}, "
+                    f"{o['both_dms']['p50_ms'] / b_['both_dms']['p50_ms']:.2f}, "
+                    f"{o['flows_per_second'] / b_['flows_per_second']:.2f}"
+                    for b_, o in each
+                )
+            )
+    if "memory" in out:
+        r = out["memory"]
         print(
             f"RSS of the bot: {r['rss_before_mb']:.1f} MB -> {r['rss_after_mb']:.1f} MB over {r['rss_flows']:,} "
             f"more flows ({r['rss_after_mb'] - r['rss_before_mb']:+.1f} MB)"
@@ -117,7 +152,7 @@ def report(out: dict[str, Any]) -> None:
                 f"{key:<12}{mode:<13} service {svc['per_second']:>7.0f}/s p50 {svc['p50_ms']:>6.2f} ms"
                 f" | raw {raw['per_second']:>7.0f}/s p50 {raw['p50_ms']:>6.2f} ms | ratio {r['ratio']:.2f}"
             )
-    print("\n== Scale: queries on 100,000 requests (ms) ==")
+    print(f"\n== Scale: queries on {out['scale_requests']:,} requests (ms) ==")
     for key in ("scale_sqlite", "scale_postgres"):
         r = out.get(key)
         if r:
@@ -133,6 +168,7 @@ if __name__ == "__main__":
     parser.add_argument("--rss-flows", type=int, default=10_000)
     parser.add_argument("--scale", type=int, default=100_000)
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
     figures = asyncio.run(main(parser.parse_args()))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(figures, indent=2, default=str))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -177,6 +178,17 @@ async def run(
                 process.terminate()
                 await process.wait()
                 await slack.close_http()
+
+
+def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over several runs (of each percentile, for the latency summaries)."""
+    merged: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            merged[key] = {k: statistics.median(r[key][k] for r in runs) for k in value}
+        elif isinstance(value, int | float):
+            merged[key] = statistics.median(r[key] for r in runs)
+    return merged
 
 
 async def _warm_up(slack: FakeSlack, watch: Watch) -> None:
