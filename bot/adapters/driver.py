@@ -25,6 +25,7 @@ from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 
 Processor = Callable[[Any], Any] | None
+_KEEP_LENGTHS = 32  # IN lists up to this long have their SQL kept
 
 
 class _Prepared:
@@ -61,7 +62,9 @@ class _Prepared:
             lengths = tuple(len(params[name]) for name in self.expanding)
             expanded = self._expanded.get(lengths)
             if expanded is None:
-                expanded = self._expanded[lengths] = self._expand(params)
+                expanded = self._expand(params)
+                if max(lengths, default=0) <= _KEEP_LENGTHS:  # a long list is rare: kept, they add up to megabytes
+                    self._expanded[lengths] = expanded
             sql, places = expanded
             return sql, tuple(
                 (p(params[n][i]) if p else params[n][i]) if i >= 0 else (p(params[n]) if p else params[n])

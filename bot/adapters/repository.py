@@ -110,7 +110,7 @@ _OF_MANY_PG = (
 # ``awaiting`` flag changes, which loading does not read), so the process keeps them: reading them again cost a
 # statement, on PostgreSQL a round trip, every time a request was loaded to be decided or delivered.
 _NAMED: OrderedDict[str, tuple[Approver, ...]] = OrderedDict()
-_NAMED_KEPT = 5000
+_NAMED_KEPT = 500
 
 
 def _remember_named(request_id: str, approvers: tuple[Approver, ...]) -> None:

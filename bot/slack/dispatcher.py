@@ -104,7 +104,7 @@ class Dispatcher:
         batch: int = 20,
         batch_while_acking: int = 4,
         flush_pause: float = 0.01,
-        remember: int = 2000,
+        remember: int = 500,
     ) -> None:
         self.client, self.uow, self.notify_channel = client, uow, notify_channel
         self.lease, self.max_attempts, self.base_delay, self.max_delay = lease, max_attempts, base_delay, max_delay

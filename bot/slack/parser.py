@@ -95,7 +95,7 @@ def parse_duration(text: str) -> int | None:
     match = DURATION.match("for " + text.strip())
     if not match or match.end() < len(text.strip()) + 4:
         return None
-    return int(match.group(1)) * UNIT_MINUTES[match.group(2)[0].lower()]
+    return int(match.group(1)) * UNIT_MINUTES[match.group(2)[0].lower()] or None  # "0m" is no duration
 
 
 def _subcommand(name: str, args: list[str]) -> Command:
