@@ -46,6 +46,22 @@ class Claimed:
         return self.claims > 1 or self.attempts > 0
 
     @classmethod
+    def queued(cls, notice: Notice, notice_id: int, *, claims: int, at: datetime) -> Claimed:
+        """A notice just queued under ``notice_id`` (never attempted)."""
+        return cls(
+            notice_id,
+            notice.dedupe_key,
+            notice.request_id,
+            notice.target,
+            notice.action,
+            notice.subject,
+            notice.details,
+            0,
+            claims,
+            at,
+        )
+
+    @classmethod
     def of(cls, row: Any) -> Claimed:
         """From a row of the outbox table."""
         return cls(
@@ -252,18 +268,7 @@ class SqlOutbox(AbstractOutbox):
         insert = _insert_new(self.session.get_bind().dialect.name, len(notices))
         new = {r.dedupe_key: r.id for r in await self.sql.rows(insert, params)}
         return [
-            Claimed(
-                id=new[n.dedupe_key],
-                dedupe_key=n.dedupe_key,
-                request_id=n.request_id,
-                target=n.target,
-                action=n.action,
-                subject=n.subject,
-                details=n.details,
-                attempts=0,
-                claims=0 if holder is None else 1,
-                created_at=at,
-            )
+            Claimed.queued(n, new[n.dedupe_key], claims=0 if holder is None else 1, at=at)
             for n, holder in zip(notices, holders, strict=True)
             if n.dedupe_key in new
         ]

@@ -280,10 +280,10 @@ class Dispatcher:
         while notice.action in UPDATES and any(later.action == notice.action for later in queue):
             self._superseded.append(notice)
             self._held.pop(notice.id, None)
+            self._schedule_flush()
             notice = queue.pop(0)
         if not queue:
             del self._queues[key]
-        self._schedule_flush()
         return notice
 
     def _finished(
@@ -361,7 +361,9 @@ class Dispatcher:
         this process does not know them (e.g. a message another process posted)."""
         rid = notice.request_id
         view, refs = self._views.get(rid), self._refs.get(rid, {})
-        needs = _needs(notice) if self.notify_channel or not notice.target == n.CHANNEL else None
+        needs = _needs(notice)
+        if needs == "channel" and not self.notify_channel:
+            needs = None  # never posted: the delivery skips it, no need to look
         if view is None or (needs is not None and needs not in refs):
             self._see(*await delivery.notice_context(uow=self.uow(), request_id=rid))
             view, refs = self._views[rid], self._refs[rid]
