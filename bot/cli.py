@@ -7,7 +7,9 @@ import asyncio
 import logging
 import sys
 
-from bot.config import MissingSettings, Settings, database_url
+from pydantic import ValidationError
+
+from bot.config import MissingSettings, Settings, database_url, invalid_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.require_slack()
     except MissingSettings as missing:
         print(missing, file=sys.stderr)
+        return 2
+    except ValidationError as invalid:
+        print(invalid_settings(invalid), file=sys.stderr)
         return 2
     from bot.slack.runner import run_bot
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.domain.values import Policy
@@ -20,6 +20,16 @@ def database_url() -> str:
 
 class MissingSettings(Exception):
     """Settings the bot cannot start without; the message names them."""
+
+
+def invalid_settings(error: ValidationError) -> str:
+    """One line naming each setting that is wrong (by its environment variable) and why."""
+    problems = []
+    for e in error.errors():
+        message = str(e["msg"]).removeprefix("Value error, ")
+        names = ".".join(str(part) for part in e["loc"]).upper()
+        problems.append(f"{names}: {message}" if names else message)
+    return "Invalid settings: " + "; ".join(problems) + " (see README, Configuration)."
 
 
 class Settings(BaseSettings):
@@ -45,6 +55,7 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = Field(default=30.0, gt=0)  # how long a dispatcher holds a claimed notice
     outbox_max_attempts: int = Field(default=8, ge=1)  # then the notice is a dead letter
     outbox_base_delay: float = Field(default=0.5, gt=0)  # first retry after about this many seconds, then doubling
+    outbox_max_delay: float = Field(default=300.0, gt=0)  # the doubling stops here
 
     @field_validator("admin_users", mode="before")
     @classmethod
@@ -62,6 +73,17 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_call(self) -> Settings:
+        # A notice waits at most half its lease in memory before its call starts, and the call is answered within
+        # SLACK_TIMEOUT: only then may another process take the notice over (and look for what the call posted).
+        if self.slack_timeout > self.outbox_lease_seconds / 2:
+            raise ValueError(
+                f"OUTBOX_LEASE_SECONDS ({self.outbox_lease_seconds:g}) must be at least twice SLACK_TIMEOUT "
+                f"({self.slack_timeout:g}): a notice must not be taken over while its call to Slack may be in flight"
+            )
+        return self
 
     @model_validator(mode="after")
     def _database_default(self) -> Settings:

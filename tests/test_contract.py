@@ -77,6 +77,40 @@ def test_missing_settings_exit_non_zero_with_one_line(tmp_path: Path) -> None:
     assert "SLACK_BOT_TOKEN" in lines[0] and "SLACK_SIGNING_SECRET" in lines[0] and "README" in lines[0]
 
 
+def test_a_lease_shorter_than_two_slack_timeouts_is_refused(tmp_path: Path) -> None:
+    """Another replica could take a notice over while its call may still be in flight: posted twice."""
+    import subprocess
+
+    env = clean_env(
+        PYTHONPATH=str(ROOT),
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        OUTBOX_LEASE_SECONDS="10",
+        SLACK_TIMEOUT="10",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "OUTBOX_LEASE_SECONDS (10) must be at least twice SLACK_TIMEOUT (10)" in lines[0]
+
+
+def test_a_malformed_setting_is_named_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    env = clean_env(PYTHONPATH=str(ROOT), SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET, PORT="http")
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        "Invalid settings: PORT: Input should be a valid integer, unable to parse string as an integer "
+        "(see README, Configuration)."
+    ]
+
+
 async def test_http_mode_process(slack: FakeSlack, tmp_path: Path) -> None:
     port = free_port()
     env = clean_env(

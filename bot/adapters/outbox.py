@@ -220,7 +220,8 @@ class AbstractOutbox(abc.ABC):
         """Release the lease and retry at ``at``; returns the attempts so far."""
 
     @abc.abstractmethod
-    async def release_leases(self) -> int: ...
+    async def release_leases(self, *, not_before: datetime) -> int:
+        """Free every lease; the notices freed are not due before ``not_before`` (an attempt may be in flight)."""
 
     @abc.abstractmethod
     async def find(self, *, statuses: tuple[str, ...], limit: int) -> list[Claimed]: ...
@@ -307,11 +308,12 @@ class SqlOutbox(AbstractOutbox):
         attempts = await self.session.execute(sa.select(OUTBOX.c.attempts).where(OUTBOX.c.id == notice_id))
         return int(attempts.scalar_one())
 
-    async def release_leases(self) -> int:
+    async def release_leases(self, *, not_before: datetime) -> int:
+        later = sa.case((OUTBOX.c.next_attempt_at < not_before, not_before), else_=OUTBOX.c.next_attempt_at)
         result = await self.session.execute(
             sa.update(OUTBOX)
             .where(OUTBOX.c.status == PENDING, OUTBOX.c.lease_until.is_not(None))
-            .values(lease_until=None)
+            .values(lease_until=None, next_attempt_at=later)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 

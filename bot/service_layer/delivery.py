@@ -122,10 +122,12 @@ async def notice_failed(
         await uow.commit()
 
 
-async def release_leases(*, uow: AbstractUnitOfWork) -> int:
-    """Free every lease (the one dispatcher of a SQLite database, starting after a crash)."""
+async def release_leases(*, uow: AbstractUnitOfWork, settle: timedelta) -> int:
+    """Free every lease (the one dispatcher of a SQLite database, starting after a crash). A notice the crashed run
+    was delivering may have its call still in flight at Slack: it is tried again (and first looked for) only after
+    ``settle``, the time Slack has to answer a call, so that the lookup finds a message that call posts."""
     async with uow:
-        released = await uow.outbox.release_leases()
+        released = await uow.outbox.release_leases(not_before=utcnow() + settle)
         await uow.commit()
     return released
 

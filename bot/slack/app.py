@@ -82,6 +82,7 @@ def build_app(
         lease=timedelta(seconds=settings.outbox_lease_seconds),
         max_attempts=settings.outbox_max_attempts,
         base_delay=settings.outbox_base_delay,
+        max_delay=settings.outbox_max_delay,
     )
 
     app.counter = dispatcher

@@ -43,9 +43,15 @@ class BotServer:
         await self.db.upgrade()
         if is_sqlite(self.settings.database_url):
             # SQLite has one dispatcher, this one: a lease still held is a crashed run's.
-            released = await delivery.release_leases(uow=self.db.uow())
+            settle = timedelta(seconds=self.settings.slack_timeout)
+            released = await delivery.release_leases(uow=self.db.uow(), settle=settle)
             if released:
-                log.warning("Outbox: took back %d notice(s) a previous run was delivering", released)
+                log.warning(
+                    "Outbox: took back %d notice(s) a previous run was delivering; trying them in %g s, when any "
+                    "call it left in flight has been answered",
+                    released,
+                    self.settings.slack_timeout,
+                )
         self.dispatcher.start()
         if self.settings.request_ttl_hours:
             self._expirer = asyncio.create_task(self._expire_stale(), name="expire-stale-requests")

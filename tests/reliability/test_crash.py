@@ -12,7 +12,7 @@ import aiohttp
 from bot.adapters.db import Database
 from bot.domain.values import Status, Verdict
 from bot.service_layer import delivery, services
-from bot.testing import FakeSlack
+from bot.testing import FakeSlack, Fault
 from bot.testing.workspace import Person
 from tests.databases import sqlite_url
 from tests.reliability.ledger import Ledger
@@ -25,7 +25,8 @@ async def test_kill_minus_nine_at_random_moments(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "crash.db")
     rng = random.Random(9)
     async with FakeSlack() as slack:
-        bot = BotProcess(slack, url, tmp_path, OUTBOX_BASE_DELAY="0.05")
+        # A notice the killed run was delivering waits SLACK_TIMEOUT after the restart (its call may be in flight).
+        bot = BotProcess(slack, url, tmp_path, OUTBOX_BASE_DELAY="0.05", SLACK_TIMEOUT="1")
         slack.bot_url = bot.url
         for i in range(REQUESTS):
             slack.add_person(Person(f"UREQ{i}", f"req{i}", f"Requester {i}"))
@@ -104,3 +105,36 @@ async def test_kill_minus_nine_at_random_moments(tmp_path: Path) -> None:
             await bot.stop()
             await slack.close_http()
     assert kills >= 10
+
+
+async def test_a_post_still_in_flight_when_the_bot_is_killed_is_not_posted_again(tmp_path: Path) -> None:
+    """Slack takes 2 s to post Alice's DM; the bot is killed meanwhile and restarted at once. Slack still posts
+    the message (the call reached it). The restarted bot must find that message, not post a second one: it waits
+    until every call the killed run made has been answered (SLACK_TIMEOUT, here 3 s) before looking."""
+    async with FakeSlack() as slack:
+        bot = BotProcess(slack, sqlite_url(tmp_path / "inflight.db"), tmp_path, SLACK_TIMEOUT="3")
+        slack.bot_url = bot.url
+        await bot.start()
+        try:
+            slack.inject("chat.postMessage", Fault.latency(2.0))  # the first post: Alice's DM
+            reply = await slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident 7")
+            rid = reply.text.split("Request ")[1].split(" ")[0]
+            for _ in range(100):
+                if any(m == "chat.postMessage" for m, _ in slack.calls):
+                    break
+                await asyncio.sleep(0.02)
+            await bot.kill()  # Alice's DM is in flight at Slack
+            await bot.start()
+            for _ in range(300):
+                if slack.dm_about("UALICE", rid) and slack.dm_about("UBOB", rid) and slack.channel_messages("CNOTIFY"):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(4)  # anything posted twice has been posted by now
+            assert [rid in m.text for m in slack.dms("UALICE")] == [True]
+            assert [rid in m.text for m in slack.dms("UBOB")] == [True]
+            assert [rid in m.text for m in slack.channel_messages("CNOTIFY")] == [True]
+            looked = [p.get("channel") for m, p in slack.calls if m == "conversations.history"]
+            assert "DUALICE" in looked  # the restarted bot looked for Alice's DM before posting it
+        finally:
+            await bot.stop()
+            await slack.close_http()

@@ -52,7 +52,13 @@ def chaos(seed: int) -> tuple[object, Counter[str]]:
 
 @pytest.fixture
 async def stormy(tmp_path: Path) -> AsyncIterator[World]:
-    world = await start_world(tmp_path, "http", slack_timeout=1.0, outbox_base_delay=0.05, outbox_max_attempts=50)
+    # Retries back off from 0.05 s up to 1 s: the waits below (30 s for a request's DMs) cover 20 and more attempts.
+    # A DM after a failed attempt takes 3 calls (conversations.open and .history find what the last attempt may have
+    # posted; then chat.postMessage), each failing a quarter of the time. With the default cap (300 s), a DM that
+    # fails 10 times in a row (0.25 x 0.58^9, about 0.2% of DMs; this test sends 200) waits past 30 s.
+    world = await start_world(
+        tmp_path, "http", slack_timeout=1.0, outbox_base_delay=0.05, outbox_max_delay=1.0, outbox_max_attempts=50
+    )
     try:
         yield world
     finally:

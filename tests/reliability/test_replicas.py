@@ -27,8 +27,8 @@ async def test_two_replicas_one_outcome_each(tmp_path: Path) -> None:
     name = await asyncio.to_thread(create_pg_database)
     url = pg_url(name)
     async with FakeSlack() as slack:
-        a = BotProcess(slack, url, tmp_path, OUTBOX_LEASE_SECONDS="10")
-        b = BotProcess(slack, url, tmp_path, OUTBOX_LEASE_SECONDS="10")
+        a = BotProcess(slack, url, tmp_path, OUTBOX_LEASE_SECONDS="10", SLACK_TIMEOUT="5")
+        b = BotProcess(slack, url, tmp_path, OUTBOX_LEASE_SECONDS="10", SLACK_TIMEOUT="5")
         db = Database(url)
         try:
             await a.start()
