@@ -130,17 +130,35 @@ SKIP_SUPERSEDED = (
     .values(status=SKIPPED, finished_at=sa.bindparam("now"), last_error="superseded by a later update")
 )
 
-# The targets of these requests with a pending notice that is not this dispatcher's to deliver: a new notice
-# of such a target waits its turn behind it and is claimed in order, not handed over.
-_HELD_ELSEWHERE = sa.select(OUTBOX.c.request_id, OUTBOX.c.target).where(
-    OUTBOX.c.request_id.in_(sa.bindparam("ids", expanding=True)),
-    OUTBOX.c.status == PENDING,
-    sa.or_(
-        OUTBOX.c.lease_until.is_(None),
-        OUTBOX.c.lease_until <= sa.bindparam("now"),
-        OUTBOX.c.claimed_by != sa.bindparam("by"),
-    ),
-)
+_ELSEWHERE = OUTBOX.alias("elsewhere")
+_LEASED_COLUMNS = ("claims", "lease_until", "claimed_by")
+
+
+def _lease_unless_waiting(i: int) -> dict[str, Any]:
+    """Row ``i``'s lease columns, worked out by the INSERT itself (no round trip of its own): leased to the
+    dispatcher ``by`` unless a pending notice of its message is not ``by``'s to deliver (another process's, or
+    one waiting for its retry); then it waits its turn in the database and is claimed in order."""
+    waiting = (
+        sa.select(_ELSEWHERE.c.id)
+        .where(
+            _ELSEWHERE.c.request_id == sa.bindparam(f"request_id_r{i}"),
+            _ELSEWHERE.c.target == sa.bindparam(f"target_r{i}"),
+            _ELSEWHERE.c.status == PENDING,
+            sa.or_(
+                _ELSEWHERE.c.lease_until.is_(None),
+                _ELSEWHERE.c.lease_until <= sa.bindparam("now"),
+                _ELSEWHERE.c.claimed_by != sa.bindparam("by"),
+            ),
+        )
+        .exists()
+    )
+    return {
+        "claims": sa.case((waiting, 0), else_=1),
+        "lease_until": sa.case((waiting, sa.null()), else_=sa.bindparam("until", type_=OUTBOX.c.lease_until.type)),
+        "claimed_by": sa.case((waiting, sa.null()), else_=sa.bindparam("by", type_=OUTBOX.c.claimed_by.type)),
+    }
+
+
 _RELEASE = (
     sa.update(OUTBOX)
     .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)), OUTBOX.c.status == PENDING)
@@ -161,21 +179,27 @@ _NEW_COLUMNS = (
     "lease_until",
     "claimed_by",
 )
-_INSERTS: dict[tuple[str, int], Any] = {}
+_INSERTS: dict[tuple[str, tuple[bool, ...]], Any] = {}
 
 
-def _insert_new(dialect: str, count: int) -> Any:
-    """``count`` notices in one INSERT (one round trip), each left out if its key was ever queued; RETURNING
-    tells which were new. Built once per dialect and count (a unit queues at most a handful)."""
-    statement = _INSERTS.get((dialect, count))
+def _insert_new(dialect: str, checked: tuple[bool, ...]) -> Any:
+    """Notices in one INSERT (one round trip), each left out if its key was ever queued; RETURNING tells which
+    were new and which are leased. Row ``i`` works out its own lease when ``checked[i]``. Built once per dialect
+    and shape (a unit queues at most a handful)."""
+    statement = _INSERTS.get((dialect, checked))
     if statement is None:
-        rows = [{c: sa.bindparam(f"{c}_{i}", type_=OUTBOX.c[c].type) for c in _NEW_COLUMNS} for i in range(count)]
+        rows = []
+        for i, check in enumerate(checked):
+            row: dict[str, Any] = {c: sa.bindparam(f"{c}_r{i}", type_=OUTBOX.c[c].type) for c in _NEW_COLUMNS}
+            if check:
+                row.update(_lease_unless_waiting(i))
+            rows.append(row)
         insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
-        statement = _INSERTS[(dialect, count)] = (
+        statement = _INSERTS[(dialect, checked)] = (
             insert(OUTBOX)
             .values(rows)
             .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(OUTBOX.c.id, OUTBOX.c.dedupe_key)
+            .returning(OUTBOX.c.id, OUTBOX.c.dedupe_key, OUTBOX.c.claims)
         )
     return statement
 
@@ -242,14 +266,12 @@ class SqlOutbox(AbstractOutbox):
     ) -> list[Claimed]:
         if not notices:
             return []
-        waiting: set[tuple[str, str]] = set()
-        older = sorted({n.request_id for n in notices} - fresh)  # a request made in this unit has no older notice
-        if lease is not None and older:
-            found = await self.sql.rows(_HELD_ELSEWHERE, {"ids": older, "now": at, "by": lease.by})
-            waiting = {(r.request_id, r.target) for r in found}
-        holders = [lease if (n.request_id, n.target) not in waiting else None for n in notices]
+        # A request made in this unit has no older notice: its notices are leased without a look.
+        checked = tuple(lease is not None and n.request_id not in fresh for n in notices)
         params: dict[str, Any] = {}
-        for i, (n, holder) in enumerate(zip(notices, holders, strict=True)):
+        if lease is not None:
+            params.update(now=at, by=lease.by, until=lease.until)
+        for i, (n, check) in enumerate(zip(notices, checked, strict=True)):
             row = {
                 "dedupe_key": n.dedupe_key,
                 "request_id": n.request_id,
@@ -259,18 +281,21 @@ class SqlOutbox(AbstractOutbox):
                 "details": n.details,
                 "status": PENDING,
                 "attempts": 0,
-                "claims": 0 if holder is None else 1,
                 "next_attempt_at": at,
                 "created_at": at,
-                "lease_until": None if holder is None else holder.until,
-                "claimed_by": None if holder is None else holder.by,
             }
-            params.update({f"{column}_{i}": value for column, value in row.items()})
-        insert = _insert_new(self.session.get_bind().dialect.name, len(notices))
-        new = {r.dedupe_key: r.id for r in await self.sql.rows(insert, params)}
+            if not check:  # leased (or not) as it is: the INSERT works out the lease of a checked row
+                row.update(
+                    claims=0 if lease is None else 1,
+                    lease_until=None if lease is None else lease.until,
+                    claimed_by=None if lease is None else lease.by,
+                )
+            params.update({f"{column}_r{i}": value for column, value in row.items()})
+        insert = _insert_new(self.session.get_bind().dialect.name, checked)
+        new = {r.dedupe_key: (r.id, r.claims) for r in await self.sql.rows(insert, params)}
         return [
-            Claimed.queued(n, new[n.dedupe_key], claims=0 if holder is None else 1, at=at)
-            for n, holder in zip(notices, holders, strict=True)
+            Claimed.queued(n, new[n.dedupe_key][0], claims=new[n.dedupe_key][1], at=at)
+            for n in notices
             if n.dedupe_key in new
         ]
 

@@ -13,8 +13,6 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -33,8 +31,6 @@ from bot.adapters.repository import (
 from bot.domain.events import Event
 from bot.service_layer import notices
 from bot.service_layer.results import RequestView
-
-_ALIVE = text("SELECT 1")
 
 
 class Handover(Protocol):
@@ -186,16 +182,23 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             raise
 
     async def _live_transaction(self) -> None:
-        """Begin with a trivial statement; if the pooled connection turns out dead (the database restarted),
-        nothing has been done yet, so begin again on a new connection (SQLAlchemy has dropped the stale ones)."""
-        try:
-            await self.session.execute(_ALIVE)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            await self.session.close()
-            self.session = self._session_factory()
-            await self.session.execute(_ALIVE)
+        """Send BEGIN now (one round trip; the Driver's statements then run inside the transaction SQLAlchemy will
+        commit). If the pooled connection turns out dead (the database restarted), nothing has been done yet: drop
+        it and begin again on a new connection."""
+        for attempt in (1, 2):
+            connection = await self.session.connection()
+            adapted = (await connection.get_raw_connection()).dbapi_connection
+            try:
+                if adapted._transaction is None:  # type: ignore[union-attr]
+                    await adapted._start_transaction()  # type: ignore[union-attr]
+                return
+            except Exception as exc:
+                dead = connection.dialect.is_disconnect(exc, adapted, None)  # type: ignore[arg-type]
+                if attempt == 2 or not dead:
+                    raise
+                await connection.invalidate()
+                await self.session.close()
+                self.session = self._session_factory()
 
     # Each call into the session crosses into a greenlet and back, which cost more than the SQL of a small unit:
     # commit and rollback each close the session in the same crossing (closing rolls back what is not committed).

@@ -312,11 +312,14 @@ class Dispatcher:
             self._flusher = asyncio.create_task(self._flush_after_pause(), name="outbox-flush")
 
     async def _flush_after_pause(self) -> None:
-        await asyncio.sleep(self.flush_pause)
-        try:
-            await self._flush()
-        except Exception:  # the notices stay leased; their next attempt finds the posted messages
-            log.exception("outbox: recording deliveries failed")
+        # What is done while a flush is recording goes into the next one: no other flush is scheduled meanwhile.
+        while self._delivered or self._superseded or self._released:
+            await asyncio.sleep(self.flush_pause)
+            try:
+                await self._flush()
+            except Exception:  # the notices stay leased; their next attempt finds the posted messages
+                log.exception("outbox: recording deliveries failed")
+                return
 
     async def _flush(self) -> None:
         async with self._flush_lock:

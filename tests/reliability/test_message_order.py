@@ -7,6 +7,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.service_layer import delivery
 from bot.testing import Fault
 from tests.slack.conftest import start_world, stop_world
@@ -70,5 +72,29 @@ async def test_a_notice_held_too_long_goes_back_before_its_lease_runs_out(tmp_pa
             if e.dedupe_key == f"{rid}:post:channel"
         ]
         assert channel.claims >= 2
+    finally:
+        await stop_world(world)
+
+
+async def test_a_delivery_made_while_deliveries_are_being_recorded_is_recorded_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deliveries are recorded in groups. One finished while a group is being written must go into the next
+    group, not wait (pending and leased) until its lease runs out and it is looked for again."""
+    world = await start_world(tmp_path, "http")
+    slack, recorded = world.slack, delivery.notices_delivered
+
+    async def slow_disk(**kwargs: Any) -> None:  # each group takes 0.5 s to write
+        await asyncio.sleep(0.5)
+        await recorded(**kwargs)
+
+    monkeypatch.setattr(delivery, "notices_delivered", slow_disk)
+    slack.inject("chat.postMessage", Fault(), Fault(), Fault.latency(0.2))  # the channel post ends mid-write
+    try:
+        reply = await slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident 42")
+        rid = reply.text.split("Request ")[1].split(" ")[0]
+        await world.settled(timeout=5)  # the lease is 30 s
+        assert [rid in m.text for m in slack.channel_messages("CNOTIFY")] == [True]
+        assert [m for m, _ in slack.calls if m == "conversations.history"] == []  # nothing looked for again
     finally:
         await stop_world(world)
