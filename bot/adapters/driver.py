@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -102,6 +103,23 @@ def _bind_processor(compiled: SQLCompiler, name: str, dialect: Dialect) -> Proce
 
 
 _PREPARED: dict[tuple[int, str, tuple[str, ...]], _Prepared] = {}
+# Deferred rows ride along with a statement as one data-modifying CTE per table: built once per shape.
+Shape = tuple[tuple[str, tuple[str, ...], int], ...]  # (table, columns, rows) for each table
+_RIDING: dict[tuple[int, Shape], Any] = {}
+_INSERT_INTO: dict[str, Any] = {}
+
+
+def _riding(statement: Any, tables: dict[str, sa.Table], shape: Shape) -> Any:
+    """``statement`` with the deferred rows' INSERTs in front of it (``WITH d0 AS (INSERT ...) <statement>``)."""
+    combined = _RIDING.get((id(statement), shape))
+    if combined is None:
+        combined = statement
+        for t, (name, columns, count) in enumerate(shape):
+            table = tables[name]
+            rows = [{c: sa.bindparam(f"d{t}_{i}_{c}", type_=table.c[c].type) for c in columns} for i in range(count)]
+            combined = combined.add_cte(sa.insert(table).values(rows).cte(f"d{t}"))
+        _RIDING[(id(statement), shape)] = combined
+    return combined
 
 
 class Driver:
@@ -112,6 +130,39 @@ class Driver:
         self.session = session
         self._connection: Any = None
         self._dialect: Dialect | None = None
+        self._deferred: dict[str, tuple[sa.Table, list[dict[str, Any]]]] = {}
+
+    def defer(self, table: sa.Table, row: dict[str, Any]) -> None:
+        """Insert ``row``, which nothing in this unit reads back (an audit entry), with the unit's next statement:
+        on PostgreSQL inside it (a data-modifying CTE, no round trip of its own), elsewhere just before it; and
+        at the latest before the commit (``write_deferred``). Rows of one table have the same keys."""
+        self._deferred.setdefault(table.name, (table, []))[1].append(row)
+
+    async def write_deferred(self) -> None:
+        """Insert the deferred rows now (before a commit, or before reading their table)."""
+        deferred, self._deferred = self._deferred, {}
+        for table, rows in deferred.values():
+            insert = _INSERT_INTO.get(table.name)
+            if insert is None or insert.table is not table:
+                insert = _INSERT_INTO[table.name] = sa.insert(table)
+            await self.execute_many(insert, rows)
+
+    async def _with_deferred(self, statement: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """The statement to run, and its parameters, with any deferred rows riding along."""
+        if not self._deferred:
+            return statement, params
+        _, dialect = await self._open()
+        if dialect.name != "postgresql":
+            await self.write_deferred()
+            return statement, params
+        deferred, self._deferred = self._deferred, {}
+        shape = tuple((name, tuple(rows[0]), len(rows)) for name, (_, rows) in deferred.items())
+        tables = {name: table for name, (table, _) in deferred.items()}
+        params = dict(params)
+        for t, (_, rows) in enumerate(deferred.values()):
+            for i, row in enumerate(rows):
+                params.update({f"d{t}_{i}_{c}": v for c, v in row.items()})
+        return _riding(statement, tables, shape), params
 
     async def _open(self) -> tuple[Any, Dialect]:
         if self._connection is None:
@@ -130,14 +181,14 @@ class Driver:
 
     async def rows(self, statement: ClauseElement, params: dict[str, Any] | None = None) -> list[Any]:
         """The rows a SELECT (or a statement with RETURNING) gives."""
-        params = params or {}
+        statement, params = await self._with_deferred(statement, params or {})
         connection, dialect, prepared = await self._prepared(statement, list(params))
         sql, args = prepared.args(params)
         return prepared.rows(await _run(connection, dialect, sql, args, fetch=True))
 
     async def execute(self, statement: ClauseElement, params: dict[str, Any] | None = None) -> int:
         """Run an INSERT, UPDATE or DELETE; returns how many rows it touched."""
-        params = params or {}
+        statement, params = await self._with_deferred(statement, params or {})
         connection, dialect, prepared = await self._prepared(statement, list(params))
         sql, args = prepared.args(params)
         return int(await _run(connection, dialect, sql, args, fetch=False))
@@ -146,6 +197,8 @@ class Driver:
         """Run a statement once per parameter set (rows of an INSERT)."""
         if not rows:
             return
+        if self._deferred:
+            await self.write_deferred()  # an executemany takes no CTE: they go first
         connection, dialect, prepared = await self._prepared(statement, list(rows[0]))
         batch = [prepared.args(r)[1] for r in rows]
         try:

@@ -131,7 +131,6 @@ SKIP_SUPERSEDED = (
 )
 
 _ELSEWHERE = OUTBOX.alias("elsewhere")
-_LEASED_COLUMNS = ("claims", "lease_until", "claimed_by")
 
 
 def _lease_unless_waiting(i: int) -> dict[str, Any]:

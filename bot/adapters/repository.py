@@ -39,7 +39,6 @@ MESSAGES: sa.Table = SlackMessageRow.__table__  # type: ignore[attr-defined]
 # Statements on the hot paths, built once: building them per call (and their cache keys) cost more than
 # running them.
 _INSERT_REQUEST, _INSERT_APPROVERS, _INSERT_DECISIONS = sa.insert(REQUESTS), sa.insert(APPROVERS), sa.insert(DECISIONS)
-_INSERT_AUDIT = sa.insert(AUDIT)
 _GET = sa.select(REQUESTS).where(REQUESTS.c.id == sa.bindparam("b_id"))
 _GET_FOR_UPDATE = _GET.with_for_update()
 _NONE_AWAITING = (
@@ -374,6 +373,9 @@ class AbstractAuditLog(abc.ABC):
 
 
 class SqlAuditLog(AbstractAuditLog):
+    """Entries are written with the unit's next statement (``Driver.defer``): on PostgreSQL they take no round
+    trip of their own. Reading the log writes the unit's entries first."""
+
     def __init__(self, session: AsyncSession, driver: Driver | None = None) -> None:
         self.session = session
         self.sql = driver or Driver(session)
@@ -387,12 +389,12 @@ class SqlAuditLog(AbstractAuditLog):
         details: dict[str, Any],
         at: datetime,
     ) -> None:
-        await self.sql.execute(
-            _INSERT_AUDIT,
-            {"at": at, "actor_id": actor_id, "action": action, "request_id": request_id, "details": details},
+        self.sql.defer(
+            AUDIT, {"at": at, "actor_id": actor_id, "action": action, "request_id": request_id, "details": details}
         )
 
     async def for_request(self, request_id: str) -> list[AuditRow]:
+        await self.sql.write_deferred()
         await self.session.flush()
         query = select(AuditRow).where(AuditRow.request_id == request_id).order_by(col(AuditRow.id))
         return list((await self.session.execute(query)).scalars())

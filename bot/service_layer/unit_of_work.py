@@ -171,7 +171,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             self.session = (self._read_session_factory if read_only else self._session_factory)()
             if self._check_connection and not read_only:
                 await self._live_transaction()
-            driver = Driver(self.session)  # the unit's hot statements, on the session's connection
+            self.driver = driver = Driver(self.session)  # the unit's hot statements, on the session's connection
             self.requests = SqlRequestRepository(self.session, driver)
             self.audit = SqlAuditLog(self.session, driver)
             self.messages = SqlMessageLog(self.session, driver)
@@ -203,6 +203,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
     # Each call into the session crosses into a greenlet and back, which cost more than the SQL of a small unit:
     # commit and rollback each close the session in the same crossing (closing rolls back what is not committed).
     async def _commit(self) -> None:
+        await self.driver.write_deferred()  # rows no statement took along (e.g. a unit that only audits)
         await self.session.run_sync(_commit_and_close)
 
     async def _rollback(self) -> None:

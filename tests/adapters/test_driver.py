@@ -114,3 +114,28 @@ async def test_updates_report_the_rows_they_touched(db: Database) -> None:
     # What the outbox queued for the request is there, whatever path wrote it.
     entries = await delivery.outbox_entries(uow=db.uow(), statuses=("pending",))
     assert {e.action for e in entries if e.request_id == rid} == {"post_dm", "post_channel"}
+
+
+async def test_audit_entries_ride_along_with_the_units_next_statement(db: Database) -> None:
+    """Audit entries are deferred (on PostgreSQL they go inside the unit's next statement): each is stored once,
+    in the order recorded, with the unit; a unit that only audits stores its entries; a unit rolled back none;
+    a unit reading the log sees its own entries."""
+    rid = await _request(db)
+    await services.approve(uow=db.uow(), request_id=rid, approver_id="UALICE", reason="ok")
+    await services.approve(uow=db.uow(), request_id=rid, approver_id="UBOB", reason="fine")  # 2 entries, 1 unit
+    await services.record_refusal(uow=db.uow(), action="approve", actor_id="UEVE", request_id=rid, message="no")
+    uow = db.uow()
+    async with uow:
+        await uow.audit.record(action="test.dropped", actor_id="UX", request_id=rid, details={}, at=datetime.now(UTC))
+        await uow.audit.record(action="test.seen", actor_id="UX", request_id=rid, details={}, at=datetime.now(UTC))
+        seen = [e.action for e in await uow.audit.for_request(rid)]
+        await uow.rollback()
+    assert seen[-2:] == ["test.dropped", "test.seen"]
+    trail = [(e.action, e.actor_id) for e in await services.audit_trail(uow=db.uow(), request_id=rid)]
+    assert trail == [
+        ("request.created", "UREQ"),
+        ("decision.approve", "UALICE"),
+        ("decision.approve", "UBOB"),
+        ("status.approved", "UBOB"),
+        ("refused.approve", "UEVE"),
+    ]

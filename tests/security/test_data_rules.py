@@ -32,5 +32,8 @@ def test_the_audit_log_has_no_update_or_delete_path() -> None:
         assert not re.search(r"AUDIT\.(update|delete)\(", text), name
     repository = sources("adapters")["adapters/repository.py"]
     audit = re.search(r"class SqlAuditLog.*?(?=\nclass )", repository, re.S)
-    assert "_INSERT_AUDIT = sa.insert(AUDIT)\n" in repository  # the one statement that writes it
-    assert audit and "_INSERT_AUDIT" in audit.group(0) and "delete" not in audit.group(0)
+    # The one path that writes it: rows handed to the unit's Driver, which only ever INSERTs deferred rows.
+    assert audit and "self.sql.defer(\n            AUDIT," in audit.group(0)
+    assert "update" not in audit.group(0) and "delete" not in audit.group(0)
+    driver = sources("adapters")["adapters/driver.py"]
+    assert "sa.insert(table)" in driver and not re.search(r"sa\.(update|delete)\(", driver)
