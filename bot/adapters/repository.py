@@ -38,7 +38,7 @@ MESSAGES: sa.Table = SlackMessageRow.__table__  # type: ignore[attr-defined]
 
 # Statements on the hot paths, built once: building them per call (and their cache keys) cost more than
 # running them.
-_INSERT_REQUEST, _INSERT_APPROVERS, _INSERT_DECISIONS = sa.insert(REQUESTS), sa.insert(APPROVERS), sa.insert(DECISIONS)
+_INSERT_REQUEST, _INSERT_APPROVERS = sa.insert(REQUESTS), sa.insert(APPROVERS)
 _GET = sa.select(REQUESTS).where(REQUESTS.c.id == sa.bindparam("b_id"))
 _GET_FOR_UPDATE = _GET.with_for_update()
 _NONE_AWAITING = (
@@ -242,27 +242,29 @@ class SqlRequestRepository(AbstractRequestRepository):
     async def save(self, request: AccessRequest) -> None:
         status, known = self._loaded[request.id]
         new = request.decisions[known:]
-        if new:
-            try:
-                await self.sql.execute_many(
-                    _INSERT_DECISIONS,
-                    [
-                        {
-                            "request_id": request.id,
-                            "approver_id": d.approver_id,
-                            "verdict": d.verdict.value,
-                            "reason": d.reason,
-                            "decided_at": d.decided_at,
-                        }
-                        for d in new
-                    ],
-                )
-            except IntegrityError as exc:
-                raise ConcurrentUpdate(f"decision on {request.id} already recorded") from exc
-        moved = await self.sql.execute(
-            _MOVE_STATUS,
-            {"b_id": request.id, "b_was": status.value, "b_status": request.status.value, "b_at": request.updated_at},
-        )
+        for d in new:  # written with the status move (on PostgreSQL inside it: one round trip for both)
+            self.sql.defer(
+                DECISIONS,
+                {
+                    "request_id": request.id,
+                    "approver_id": d.approver_id,
+                    "verdict": d.verdict.value,
+                    "reason": d.reason,
+                    "decided_at": d.decided_at,
+                },
+            )
+        try:
+            moved = await self.sql.execute(
+                _MOVE_STATUS,
+                {
+                    "b_id": request.id,
+                    "b_was": status.value,
+                    "b_status": request.status.value,
+                    "b_at": request.updated_at,
+                },
+            )
+        except IntegrityError as exc:  # one approver's decision is stored once
+            raise ConcurrentUpdate(f"decision on {request.id} already recorded") from exc
         if moved != 1:
             raise ConcurrentUpdate(f"request {request.id} changed under us")
         if request.status is not Status.PENDING and status is Status.PENDING:

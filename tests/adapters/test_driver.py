@@ -70,12 +70,29 @@ async def test_in_lists_of_every_length(db: Database) -> None:
 async def test_a_duplicate_is_sqlalchemys_integrity_error(db: Database) -> None:
     rid = await _request(db)
     decision = {"request_id": rid, "approver_id": "UALICE", "verdict": "APPROVE", "reason": None}
+    insert = sa.insert(repository.DECISIONS)
     session = db.session_factory()
     try:
         driver = Driver(session)
-        await driver.execute_many(repository._INSERT_DECISIONS, [{**decision, "decided_at": datetime.now(UTC)}])
+        await driver.execute_many(insert, [{**decision, "decided_at": datetime.now(UTC)}])
         with pytest.raises(IntegrityError):
-            await driver.execute_many(repository._INSERT_DECISIONS, [{**decision, "decided_at": datetime.now(UTC)}])
+            await driver.execute_many(insert, [{**decision, "decided_at": datetime.now(UTC)}])
+    finally:
+        await session.close()
+
+
+async def test_a_deferred_duplicate_fails_the_statement_it_rides_with(db: Database) -> None:
+    rid = await _request(db)
+    decision = {"request_id": rid, "approver_id": "UALICE", "verdict": "APPROVE", "reason": None}
+    session = db.session_factory()
+    try:
+        driver = Driver(session)
+        driver.defer(repository.DECISIONS, {**decision, "decided_at": datetime.now(UTC)})
+        [row] = await driver.rows(repository._GET, {"b_id": rid})  # carries the decision along
+        assert row.id == rid
+        driver.defer(repository.DECISIONS, {**decision, "decided_at": datetime.now(UTC)})
+        with pytest.raises(IntegrityError):
+            await driver.rows(repository._GET, {"b_id": rid})
     finally:
         await session.close()
 
