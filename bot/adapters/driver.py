@@ -7,6 +7,12 @@ prebuilt Core statements (module-level constants built from the SQLModel tables)
 SQLAlchemy compile each once per dialect and set of keys, keeps the dialect's own bind and result processors
 (datetimes, JSON, booleans), and runs it on the connection the unit's session holds, inside the transaction the
 session began and later commits or rolls back. Statements built per call (search filters) use the session.
+
+On PostgreSQL every statement is a round trip, and a round trip is the event loop's turn to come back: rows
+that nothing in the unit reads back (audit entries, a decision) are ``defer``red and ride in front of the unit's
+next statement as data-modifying CTEs (``WITH d0 AS (INSERT ...) UPDATE ...``), which PostgreSQL runs in full
+whatever the main statement does. On SQLite, which has no such CTEs and no round trips, they are written just
+before it.
 """
 
 from __future__ import annotations
