@@ -139,9 +139,9 @@ class Driver:
         self._deferred: dict[str, tuple[sa.Table, list[dict[str, Any]]]] = {}
 
     def defer(self, table: sa.Table, row: dict[str, Any]) -> None:
-        """Insert ``row``, which nothing in this unit reads back (an audit entry), with the unit's next statement:
-        on PostgreSQL inside it (a data-modifying CTE, no round trip of its own), elsewhere just before it; and
-        at the latest before the commit (``write_deferred``). Rows of one table have the same keys."""
+        """Insert ``row``, which nothing in this unit reads back (an audit entry), with the unit's next write: on
+        PostgreSQL inside it (a data-modifying CTE, no round trip of its own), elsewhere, or before a query, just
+        before it; at the latest before the commit (``write_deferred``). Rows of one table have the same keys."""
         self._deferred.setdefault(table.name, (table, []))[1].append(row)
 
     async def write_deferred(self) -> None:
@@ -158,7 +158,8 @@ class Driver:
         if not self._deferred:
             return statement, params
         _, dialect = await self._open()
-        if dialect.name != "postgresql":
+        if dialect.name != "postgresql" or isinstance(statement, Select):
+            # A query does not see what a CTE of its own statement writes: a read goes after the rows.
             await self.write_deferred()
             return statement, params
         deferred, self._deferred = self._deferred, {}

@@ -32,25 +32,21 @@ async def _new(db: Database, resource: str) -> str:
     return view.id
 
 
-async def test_the_flag_follows_decisions_and_closing(tmp_path: object) -> None:
-    db = Database(sqlite_url(f"{tmp_path}/bot.db"))
-    await db.upgrade()
-    try:
-        approved, denied, cancelled = [await _new(db, r) for r in ("a", "b", "c")]
-        for rid in (approved, denied, cancelled):
-            assert await _awaiting(db, rid) == {"UALICE": True, "UBOB": True}
-        await services.approve(uow=db.uow(), request_id=approved, approver_id="UALICE")
-        assert await _awaiting(db, approved) == {"UALICE": False, "UBOB": True}
-        await services.approve(uow=db.uow(), request_id=approved, approver_id="UBOB")
-        assert await _awaiting(db, approved) == {"UALICE": False, "UBOB": False}
-        await services.deny(uow=db.uow(), request_id=denied, approver_id="UBOB", reason="no")
-        assert await _awaiting(db, denied) == {"UALICE": False, "UBOB": False}  # one denial closes it for both
-        await services.cancel(uow=db.uow(), request_id=cancelled, user_id="UREQ")
-        assert await _awaiting(db, cancelled) == {"UALICE": False, "UBOB": False}
-        todo = await services.pending_for_approver(uow=db.uow(), approver_id="UBOB")
-        assert todo == []
-    finally:
-        await db.dispose()
+async def test_the_flag_follows_decisions_and_closing(db: Database) -> None:
+    # On PostgreSQL the flags move inside the status UPDATE (a CTE); on SQLite in a statement of their own.
+    approved, denied, cancelled = [await _new(db, r) for r in ("a", "b", "c")]
+    for rid in (approved, denied, cancelled):
+        assert await _awaiting(db, rid) == {"UALICE": True, "UBOB": True}
+    await services.approve(uow=db.uow(), request_id=approved, approver_id="UALICE")
+    assert await _awaiting(db, approved) == {"UALICE": False, "UBOB": True}
+    await services.approve(uow=db.uow(), request_id=approved, approver_id="UBOB")
+    assert await _awaiting(db, approved) == {"UALICE": False, "UBOB": False}
+    await services.deny(uow=db.uow(), request_id=denied, approver_id="UBOB", reason="no")
+    assert await _awaiting(db, denied) == {"UALICE": False, "UBOB": False}  # one denial closes it for both
+    await services.cancel(uow=db.uow(), request_id=cancelled, user_id="UREQ")
+    assert await _awaiting(db, cancelled) == {"UALICE": False, "UBOB": False}
+    todo = await services.pending_for_approver(uow=db.uow(), approver_id="UBOB")
+    assert todo == []
 
 
 async def test_the_migration_sets_the_flag_for_existing_requests(tmp_path: object) -> None:

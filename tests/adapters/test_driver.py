@@ -84,15 +84,30 @@ async def test_a_duplicate_is_sqlalchemys_integrity_error(db: Database) -> None:
 async def test_a_deferred_duplicate_fails_the_statement_it_rides_with(db: Database) -> None:
     rid = await _request(db)
     decision = {"request_id": rid, "approver_id": "UALICE", "verdict": "APPROVE", "reason": None}
+    stay = {"b_id": rid, "b_was": "PENDING", "b_status": "PENDING", "b_at": datetime.now(UTC)}
     session = db.session_factory()
     try:
         driver = Driver(session)
         driver.defer(repository.DECISIONS, {**decision, "decided_at": datetime.now(UTC)})
-        [row] = await driver.rows(repository._GET, {"b_id": rid})  # carries the decision along
-        assert row.id == rid
+        assert await driver.execute(repository._MOVE_STATUS, stay) == 1  # carries the decision along
+        [row] = await driver.rows(repository._OF_MANY[1], {"ids": [rid]})
+        assert (row.approver_id, row.verdict) == ("UALICE", "APPROVE")
         driver.defer(repository.DECISIONS, {**decision, "decided_at": datetime.now(UTC)})
         with pytest.raises(IntegrityError):
-            await driver.rows(repository._GET, {"b_id": rid})
+            await driver.execute(repository._MOVE_STATUS, stay)
+    finally:
+        await session.close()
+
+
+async def test_a_query_sees_the_rows_deferred_before_it(db: Database) -> None:
+    rid = await _request(db)
+    decision = {"request_id": rid, "approver_id": "UBOB", "verdict": "DENY", "reason": "no"}
+    session = db.session_factory()
+    try:
+        driver = Driver(session)
+        driver.defer(repository.DECISIONS, {**decision, "decided_at": datetime.now(UTC)})
+        [row] = await driver.rows(repository._OF_MANY[1], {"ids": [rid]})  # written first, then read
+        assert (row.approver_id, row.verdict) == ("UBOB", "DENY")
     finally:
         await session.close()
 
