@@ -43,8 +43,8 @@ async def _service(db: Database, rid: str) -> None:
 # request and its decisions (its approvers the process knows since it made the request); insert the decision;
 # move the status if unchanged; mark the approver as no longer awaited; audit; queue the four notices it owes
 # (updates of both DMs and the channel message, a thread reply) in one INSERT, those already queued left out by
-# ON CONFLICT. On PostgreSQL the decision rides in the status move and the audit entry in the notices' INSERT, as
-# data-modifying CTEs (``Driver.defer``): the raw driver runs the same statements. (In the bot, whose units
+# ON CONFLICT. On PostgreSQL the decision and the approver's flag ride in the status move and the audit entry in
+# the notices' INSERT, as data-modifying CTEs: the raw driver runs the same statements. (In the bot, whose units
 # lease notices to its dispatcher, the notices' INSERT also works out each one's lease.)
 def _notice_rows(rid: str, now: str) -> list[tuple[Any, ...]]:
     owed = [
@@ -102,7 +102,8 @@ async def _raw_pg(pool: asyncpg.Pool, rid: str) -> None:
         await conn.fetch("SELECT * FROM decisions WHERE request_id = ANY($1) ORDER BY id", [rid])
         await conn.execute(
             "WITH d0 AS (INSERT INTO decisions (request_id, approver_id, verdict, reason, decided_at)"
-            " VALUES ($5, $6, $7, $8, $9))"
+            " VALUES ($5, $6, $7, $8, $9)),"
+            " approvers AS (UPDATE request_approvers SET awaiting = false WHERE request_id = $3 AND user_id IN ($6))"
             " UPDATE access_requests SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
             "PENDING",
             now,
@@ -113,9 +114,6 @@ async def _raw_pg(pool: asyncpg.Pool, rid: str) -> None:
             "APPROVE",
             None,
             now,
-        )
-        await conn.execute(
-            "UPDATE request_approvers SET awaiting = false WHERE request_id = $1 AND user_id IN ($2)", rid, "UALICE"
         )
         rows = [(*r[:9], now, now, None, None) for r in _notice_rows(rid, "")]
         values = ", ".join(
