@@ -9,10 +9,11 @@ SQLAlchemy compile each once per dialect and set of keys, keeps the dialect's ow
 session began and later commits or rolls back. Statements built per call (search filters) use the session.
 
 On PostgreSQL every statement is a round trip, and a round trip is the event loop's turn to come back: rows
-that nothing in the unit reads back (audit entries, a decision) are ``defer``red and ride in front of the unit's
-next statement as data-modifying CTEs (``WITH d0 AS (INSERT ...) UPDATE ...``), which PostgreSQL runs in full
-whatever the main statement does. On SQLite, which has no such CTEs and no round trips, they are written just
-before it.
+that nothing later in the unit reads (audit entries, a new request's approvers, a decision) are ``defer``red and
+ride in front of the unit's next statement as data-modifying CTEs (``WITH d0 AS (INSERT ...) UPDATE ...``), which
+PostgreSQL runs in full whatever the main statement does. A statement that touches a deferred row's table would
+not see the row (a statement does not see its own CTEs' writes): the rows are written before it. On SQLite,
+which has no such CTEs and no round trips, they are written just before the next statement.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.util import find_tables
 
 Processor = Callable[[Any], Any] | None
 _KEEP_LENGTHS = 32  # IN lists up to this long have their SQL kept
@@ -113,6 +115,16 @@ _PREPARED: dict[tuple[int, str, tuple[str, ...]], _Prepared] = {}
 Shape = tuple[tuple[str, tuple[str, ...], int], ...]  # (table, columns, rows) for each table
 _RIDING: dict[tuple[int, Shape], Any] = {}
 _INSERT_INTO: dict[str, Any] = {}
+_TOUCHES: dict[int, frozenset[str]] = {}
+
+
+def _touches(statement: Any) -> frozenset[str]:
+    """The tables a statement reads or writes (its CTEs and subqueries included)."""
+    found = _TOUCHES.get(id(statement))
+    if found is None:
+        tables = find_tables(statement, include_crud=True, check_columns=True)
+        found = _TOUCHES[id(statement)] = frozenset(str(getattr(t, "name", "")) for t in tables)
+    return found
 
 
 def _riding(statement: Any, tables: dict[str, sa.Table], shape: Shape) -> Any:
@@ -139,9 +151,9 @@ class Driver:
         self._deferred: dict[str, tuple[sa.Table, list[dict[str, Any]]]] = {}
 
     def defer(self, table: sa.Table, row: dict[str, Any]) -> None:
-        """Insert ``row``, which nothing in this unit reads back (an audit entry), with the unit's next write: on
-        PostgreSQL inside it (a data-modifying CTE, no round trip of its own), elsewhere, or before a query, just
-        before it; at the latest before the commit (``write_deferred``). Rows of one table have the same keys."""
+        """Insert ``row`` with the unit's next statement: on PostgreSQL inside it (a data-modifying CTE, no round
+        trip of its own) unless that statement touches ``table``; otherwise just before it; at the latest before
+        the commit (``write_deferred``). Rows of one table have the same keys."""
         self._deferred.setdefault(table.name, (table, []))[1].append(row)
 
     async def write_deferred(self) -> None:
@@ -158,8 +170,8 @@ class Driver:
         if not self._deferred:
             return statement, params
         _, dialect = await self._open()
-        if dialect.name != "postgresql" or isinstance(statement, Select):
-            # A query does not see what a CTE of its own statement writes: a read goes after the rows.
+        if dialect.name != "postgresql" or _touches(statement) & self._deferred.keys():
+            # A statement does not see what a CTE of its own writes: one that touches their table goes after them.
             await self.write_deferred()
             return statement, params
         deferred, self._deferred = self._deferred, {}

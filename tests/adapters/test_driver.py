@@ -171,3 +171,26 @@ async def test_audit_entries_ride_along_with_the_units_next_statement(db: Databa
         ("status.approved", "UBOB"),
         ("refused.approve", "UEVE"),
     ]
+
+
+async def test_a_statement_touching_a_deferred_rows_table_goes_after_them(db: Database) -> None:
+    """A statement does not see what its own CTEs write: deferred approver rows must be in before an UPDATE of
+    the approvers' flags (here the one that rides in the status move on PostgreSQL)."""
+    rid = await _request(db)
+    carol = {"request_id": rid, "position": 2, "user_id": "UCAROL", "display_name": "Carol", "email": None}
+    stay = {"b_id": rid, "b_was": "PENDING", "b_status": "PENDING", "b_at": datetime.now(UTC)}
+    session = db.session_factory()
+    try:
+        driver = Driver(session)
+        driver.defer(repository.APPROVERS, {**carol, "awaiting": True})
+        if db.engine.dialect.name == "postgresql":  # the flags' UPDATE is a CTE of the status move
+            flags, params = repository._MOVE_WITH[id(repository._DECIDED)], {**stay, "b_users": ["UCAROL"]}
+        else:
+            flags, params = repository._DECIDED, {"b_id": rid, "b_users": ["UCAROL"]}
+        assert await driver.execute(flags, params) == 1
+        found = await session.execute(
+            sa.select(repository.APPROVERS.c.awaiting).where(repository.APPROVERS.c.user_id == "UCAROL")
+        )
+        assert found.scalar_one() is False
+    finally:
+        await session.close()
