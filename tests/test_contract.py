@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -58,13 +59,11 @@ async def slack() -> AsyncIterator[FakeSlack]:
         await fake.close_http()
 
 
-def test_missing_settings_exit_non_zero_with_one_line(tmp_path: Path) -> None:
-    import subprocess
-
-    env = clean_env(PYTHONPATH=str(ROOT))
+def refused_start(tmp_path: Path, **values: str) -> list[str]:
+    """``python -m bot`` with these settings, expected to refuse to start: the lines it wrote to stderr."""
     done = subprocess.run(
         [sys.executable, "-m", "bot"],
-        env=env,
+        env=clean_env(PYTHONPATH=str(ROOT), **values),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -72,40 +71,31 @@ def test_missing_settings_exit_non_zero_with_one_line(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode != 0
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
+    return done.stderr.strip().splitlines()
+
+
+def test_missing_settings_exit_non_zero_with_one_line(tmp_path: Path) -> None:
+    lines = refused_start(tmp_path)
+    assert len(lines) == 1, lines
     assert "SLACK_BOT_TOKEN" in lines[0] and "SLACK_SIGNING_SECRET" in lines[0] and "README" in lines[0]
 
 
 def test_a_lease_shorter_than_two_slack_timeouts_is_refused(tmp_path: Path) -> None:
     """Another replica could take a notice over while its call may still be in flight: posted twice."""
-    import subprocess
-
-    env = clean_env(
-        PYTHONPATH=str(ROOT),
+    lines = refused_start(
+        tmp_path,
         SLACK_BOT_TOKEN=BOT_TOKEN,
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
         OUTBOX_LEASE_SECONDS="10",
         SLACK_TIMEOUT="10",
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "bot"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode != 0
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
+    assert len(lines) == 1, lines
     assert "OUTBOX_LEASE_SECONDS (10) must be at least twice SLACK_TIMEOUT (10)" in lines[0]
 
 
 def test_a_malformed_setting_is_named_in_one_line(tmp_path: Path) -> None:
-    import subprocess
-
-    env = clean_env(PYTHONPATH=str(ROOT), SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET, PORT="http")
-    done = subprocess.run(
-        [sys.executable, "-m", "bot"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode != 0
-    assert done.stderr.strip().splitlines() == [
+    lines = refused_start(tmp_path, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET, PORT="http")
+    assert lines == [
         "Invalid settings: PORT: Input should be a valid integer, unable to parse string as an integer "
         "(see README, Configuration)."
     ]

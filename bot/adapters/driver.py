@@ -161,7 +161,7 @@ class Driver:
         deferred, self._deferred = self._deferred, {}
         for table, rows in deferred.values():
             insert = _INSERT_INTO.get(table.name)
-            if insert is None or insert.table is not table:
+            if insert is None:
                 insert = _INSERT_INTO[table.name] = sa.insert(table)
             await self.execute_many(insert, rows)
 
