@@ -31,6 +31,11 @@ def dm_target(user_id: str) -> str:
     return f"dm:{user_id}"
 
 
+def post_key(request_id: str, purpose: str) -> str:
+    """The key of the notice that posts a request's message for ``purpose`` (``dm:U123``, ``channel``)."""
+    return f"{request_id}:post:{purpose}"
+
+
 def for_events(found: Iterable[events.Event], requests: dict[str, AccessRequest]) -> list[Notice]:
     """The notices a unit of work's events owe, deduplicated (one update per message per state)."""
     notices: dict[str, Notice] = {}
@@ -46,10 +51,10 @@ def _for_event(event: events.Event, request: AccessRequest) -> list[Notice]:
     if isinstance(event, events.RequestCreated):
         return [
             *(
-                Notice(f"{rid}:post:dm:{a.user_id}", rid, dm_target(a.user_id), POST_DM, a.user_id)
+                Notice(post_key(rid, dm_target(a.user_id)), rid, dm_target(a.user_id), POST_DM, a.user_id)
                 for a in request.approvers
             ),
-            Notice(f"{rid}:post:channel", rid, CHANNEL, POST_CHANNEL),
+            Notice(post_key(rid, CHANNEL), rid, CHANNEL, POST_CHANNEL),
         ]
     state = f"{len(request.decisions)}:{request.status.value}"
     updates = [

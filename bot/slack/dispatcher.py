@@ -483,7 +483,10 @@ class Dispatcher:
             raise Skip(f"no {purpose} message was ever posted")
         channel, ts = refs[purpose]
         text, blocks = content
-        await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks, metadata=b.metadata(view))
+        # The update keeps the key of the notice that posted the message: an update replaces the metadata, and a
+        # retry of that post (its success not recorded before a crash) finds the message by this key.
+        posted_by = b.metadata(view, notice=n.post_key(view.id, purpose))
+        await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks, metadata=posted_by)
 
     async def _find_posted(self, notice: Claimed, channel: str, thread_ts: str | None) -> tuple[str, str] | None:
         """The message an earlier attempt posted, found by the notice key in its metadata."""

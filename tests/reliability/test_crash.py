@@ -138,3 +138,54 @@ async def test_a_post_still_in_flight_when_the_bot_is_killed_is_not_posted_again
         finally:
             await bot.stop()
             await slack.close_http()
+
+
+async def test_a_posted_and_updated_message_whose_post_was_not_recorded_is_found_not_posted_again(
+    tmp_path: Path,
+) -> None:
+    """A run posts Bob's DM and the channel message and updates both (it knows where they are), then dies before
+    recording the posts. The next run must find those messages by their notice keys: an update replaces a
+    message's metadata, so it has to keep the key of the notice that posted it."""
+    from bot.slack.runner import BotServer
+    from tests.slack.conftest import bot_settings
+
+    async with FakeSlack() as slack:
+        settings = bot_settings(slack, tmp_path / "bot.db", socket=False)
+        first = BotServer(settings)
+        await first.start()
+        slack.bot_url = f"http://127.0.0.1:{first.port}/slack/events"
+        reply = await slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident 9")
+        rid = reply.text.split("Request ")[1].split(" ")[0]
+        for _ in range(200):
+            if slack.dm_about("UALICE", rid) and slack.dm_about("UBOB", rid) and slack.channel_messages("CNOTIFY"):
+                break
+            await asyncio.sleep(0.02)
+        await slack.click("UALICE", slack.dm_about("UALICE", rid).snapshot(), "approve_request")  # updates both
+        for _ in range(200):
+            if "1 of 2" in str(slack.dm_about("UBOB", rid).blocks):
+                break
+            await asyncio.sleep(0.02)
+        await first.stop()
+        # As if the run had died before recording the two posts: pending again, their places unknown.
+        db = Database(settings.database_url)
+        async with db.engine.begin() as conn:
+            for key, purpose in ((f"{rid}:post:dm:UBOB", "dm:UBOB"), (f"{rid}:post:channel", "channel")):
+                await conn.exec_driver_sql(
+                    "UPDATE outbox SET status = 'pending', finished_at = NULL, claims = 2 WHERE dedupe_key = ?", (key,)
+                )
+                await conn.exec_driver_sql(
+                    "DELETE FROM slack_messages WHERE request_id = ? AND purpose = ?", (rid, purpose)
+                )
+        await db.dispose()
+        second = BotServer(settings)
+        await second.start()
+        try:
+            for _ in range(300):
+                if not await delivery.outbox_entries(uow=second.db.uow(), statuses=("pending",), limit=1):
+                    break
+                await asyncio.sleep(0.02)
+            assert [rid in m.text for m in slack.dms("UBOB")] == [True]
+            assert [rid in m.text for m in slack.channel_messages("CNOTIFY")] == [True]
+        finally:
+            await second.stop()
+            await slack.close_http()
