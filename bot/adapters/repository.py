@@ -7,7 +7,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -38,9 +38,22 @@ MESSAGES: sa.Table = SlackMessageRow.__table__  # type: ignore[attr-defined]
 
 # Statements on the hot paths, built once: building them per call (and their cache keys) cost more than
 # running them.
-_INSERT_REQUEST = sa.insert(REQUESTS)
-_GET = sa.select(REQUESTS).where(REQUESTS.c.id == sa.bindparam("b_id"))
-_GET_FOR_UPDATE = _GET.with_for_update()
+# A request with its decisions, one row per decision (one with none): one statement, not two.
+_GET = (
+    sa.select(REQUESTS, *(c.label(f"d_{c.key}") for c in DECISIONS.c))
+    .select_from(REQUESTS.outerjoin(DECISIONS, DECISIONS.c.request_id == REQUESTS.c.id))
+    .where(REQUESTS.c.id == sa.bindparam("b_id"))
+    .order_by(DECISIONS.c.id)
+)
+# PostgreSQL, deciding: the same, the request's row locked. A statement that waited for the lock returns the row
+# as the other transaction left it, but reads the decisions as they were when it began: ``unchanged`` tells
+# whether the locked row is the one the statement began with (every decision moves its request's row), else the
+# decisions are read again. (SQLite's writers hold the database's lock before they read.)
+_SEEN = REQUESTS.alias("seen")
+_SEEN_VERSION = sa.select(sa.literal_column("seen.xmin")).where(_SEEN.c.id == sa.bindparam("b_id")).scalar_subquery()
+_GET_LOCKED = _GET.add_columns(
+    (sa.literal_column(f"{REQUESTS.name}.xmin") == _SEEN_VERSION).label("unchanged")
+).with_for_update(of=REQUESTS)
 _NONE_AWAITING = (
     sa.update(APPROVERS)
     .where(APPROVERS.c.request_id == sa.bindparam("b_id"), APPROVERS.c.awaiting)
@@ -122,6 +135,15 @@ def _remember_named(request_id: str, approvers: tuple[Approver, ...]) -> None:
         _NAMED.popitem(last=False)
 
 
+class _Decided(NamedTuple):
+    """A decision's columns, as read along with its request."""
+
+    approver_id: str
+    verdict: str
+    decided_at: datetime
+    reason: str | None
+
+
 class ConcurrentUpdate(Exception):
     """Another transaction changed the request between our read and our write; retry the unit."""
 
@@ -193,8 +215,11 @@ class SqlRequestRepository(AbstractRequestRepository):
         self._loaded: dict[str, tuple[Status, int]] = {}
 
     async def _add(self, request: AccessRequest, idempotency_key: str | None) -> None:
-        await self.sql.execute(
-            _INSERT_REQUEST,
+        # The row and its approvers are written with the unit's next statement (on PostgreSQL inside it: the
+        # notices' INSERT takes them along, their foreign keys checked at its end). Nothing in the unit reads them;
+        # a clash (the idempotency key) fails that statement instead, in the same transaction.
+        self.sql.defer(
+            REQUESTS,
             {
                 "id": request.id,
                 "requester_id": request.requester_id,
@@ -209,7 +234,7 @@ class SqlRequestRepository(AbstractRequestRepository):
                 "idempotency_key": idempotency_key,
             },
         )
-        for i, a in enumerate(request.approvers):  # written with the unit's next statement (nothing reads them)
+        for i, a in enumerate(request.approvers):
             self.sql.defer(
                 APPROVERS,
                 {
@@ -230,10 +255,16 @@ class SqlRequestRepository(AbstractRequestRepository):
         return found[0] if found else None
 
     async def _get(self, request_id: str, *, for_update: bool) -> AccessRequest | None:
-        # PostgreSQL: the row lock; SQLite: BEGIN IMMEDIATE already holds the database's write lock.
-        query = _GET_FOR_UPDATE if for_update else _GET
-        found = await self._hydrate(await self.sql.rows(query, {"b_id": request_id}))
-        return found[0] if found else None
+        locking = for_update and self.session.get_bind().dialect.name == "postgresql"
+        rows = await self.sql.rows(_GET_LOCKED if locking else _GET, {"b_id": request_id})
+        if not rows:
+            return None
+        if locking and not rows[0].unchanged:  # another transaction decided meanwhile: its decision is not here
+            return (await self._hydrate(rows[:1]))[0]
+        decided = [
+            _Decided(r.d_approver_id, r.d_verdict, r.d_decided_at, r.d_reason) for r in rows if r.d_id is not None
+        ]
+        return (await self._hydrate(rows[:1], {request_id: decided}))[0]
 
     async def by_ids(self, request_ids: Sequence[str]) -> list[AccessRequest]:
         if not request_ids:
@@ -315,11 +346,14 @@ class SqlRequestRepository(AbstractRequestRepository):
             query = query.where(sa.or_(REQUESTS.c.requester_id == where.involving, REQUESTS.c.id.in_(named)))
         return query
 
-    async def _hydrate(self, rows: Sequence[Any]) -> list[AccessRequest]:
+    async def _hydrate(
+        self, rows: Sequence[Any], decided: dict[str, list[_Decided]] | None = None
+    ) -> list[AccessRequest]:
+        """Requests from their rows; their decisions are read unless ``decided`` has them."""
         ids = [r.id for r in rows]
         if not ids:
             return []
-        decisions: dict[str, list[Any]] = defaultdict(list)
+        decisions: dict[str, list[Any]] = defaultdict(list, decided or {})
         of_many = _OF_MANY_PG if self.session.get_bind().dialect.name == "postgresql" else _OF_MANY
         named = {i: _NAMED[i] for i in ids if i in _NAMED}
         unknown = [i for i in ids if i not in named]
@@ -330,8 +364,9 @@ class SqlRequestRepository(AbstractRequestRepository):
             for rid in unknown:
                 named[rid] = tuple(Approver(a.user_id, a.display_name, a.email) for a in found[rid])
                 _remember_named(rid, named[rid])
-        for d in await self.sql.rows(of_many[1], {"ids": ids}):
-            decisions[d.request_id].append(d)
+        if decided is None:
+            for d in await self.sql.rows(of_many[1], {"ids": ids}):
+                decisions[d.request_id].append(d)
         result = []
         for r in rows:
             request = AccessRequest(

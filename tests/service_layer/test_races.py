@@ -6,6 +6,8 @@ import asyncio
 import random
 from collections import Counter
 
+import pytest
+import sqlalchemy as sa
 from sqlalchemy import func, select
 
 from bot.adapters.db import Database
@@ -101,3 +103,34 @@ async def test_approve_against_deny_ends_in_exactly_one_terminal_state(db: Datab
     finally:
         await replica_a.dispose()
         await replica_b.dispose()
+
+
+async def test_a_decision_that_waited_for_the_lock_counts_the_one_it_waited_for(db: Database) -> None:
+    """Another replica holds the request's row while it records Alice's approval; Bob's approval, made meanwhile,
+    waits for it. Once Alice's is committed, Bob's must see it: the request is approved (it stayed pending
+    with both approvals when the waiting read took the decisions from before the wait)."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's writers take the database's lock before they read: nobody waits on a row")
+    (rid,) = await _create(db, 1)
+    other = Database(db.url)
+    try:
+        async with other.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT id FROM access_requests WHERE id = :id FOR UPDATE"), {"id": rid})
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO decisions (request_id, approver_id, verdict, decided_at) "
+                    "VALUES (:id, 'UALICE', 'APPROVE', now())"
+                ),
+                {"id": rid},
+            )
+            await conn.execute(sa.text("UPDATE access_requests SET updated_at = now() WHERE id = :id"), {"id": rid})
+            bob = asyncio.create_task(_decide(db, rid, "UBOB", Verdict.APPROVE, []))
+            await asyncio.sleep(0.5)
+            assert not bob.done()  # waiting for the row
+            await conn.commit()
+        assert await bob == "RECORDED"
+        request = await services.get(uow=db.uow(), request_id=rid)
+        assert request.status is Status.APPROVED
+        assert [d.approver_id for d in request.decisions] == ["UALICE", "UBOB"]
+    finally:
+        await other.dispose()
