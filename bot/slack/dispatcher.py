@@ -103,7 +103,7 @@ class Dispatcher:
         sweep_every: float = 2.0,
         batch: int = 20,
         batch_while_acking: int = 4,
-        flush_pause: float = 0.01,
+        flush_pause: float = 0.05,
         remember: int = 500,
     ) -> None:
         self.client, self.uow, self.notify_channel = client, uow, notify_channel
@@ -305,7 +305,9 @@ class Dispatcher:
 
     def _schedule_flush(self) -> None:
         """Record what was done within ``flush_pause`` in one transaction. Until then a delivered notice stays
-        pending and leased: after a crash its next attempt finds the posted message."""
+        pending and leased: after a crash its next attempt finds the posted message. 50 ms rather than 10: on
+        PostgreSQL a recording is four round trips, and the benchmark's flows needed 0.34 recordings each instead
+        of 0.57."""
         if not (self._delivered or self._superseded or self._released):
             return
         if self._flusher is None or self._flusher.done():
