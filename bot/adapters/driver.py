@@ -183,6 +183,17 @@ class Driver:
                 params.update({f"d{t}_{i}_{c}": v for c, v in row.items()})
         return _riding(statement, tables, shape), params
 
+    def use(self, connection: Any, dialect: Dialect) -> None:
+        """Run on ``connection`` (the session's, already checked out and begun by the Unit of Work)."""
+        self._connection, self._dialect = connection, dialect
+
+    async def commit(self, adapted: Any) -> None:
+        """COMMIT the transaction SQLAlchemy's asyncpg adapter ``adapted`` began, as its own commit would."""
+        try:
+            await adapted._call_and_discard(adapted._transaction.commit)
+        except asyncpg.PostgresError as exc:
+            raise _translated(exc, "COMMIT", ()) from exc
+
     async def _open(self) -> tuple[Any, Dialect]:
         if self._connection is None:
             # Taking the session's connection begins its transaction (BEGIN IMMEDIATE on SQLite).

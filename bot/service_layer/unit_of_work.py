@@ -11,8 +11,9 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -169,9 +170,11 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             self._holding = True
         try:
             self.session = (self._read_session_factory if read_only else self._session_factory)()
+            self._closed, self._transaction = False, None
+            self.driver = Driver(self.session)  # the unit's hot statements, on the session's connection
             if self._check_connection and not read_only:
-                await self._live_transaction()
-            self.driver = driver = Driver(self.session)  # the unit's hot statements, on the session's connection
+                await self._live_transaction()  # may start again on a fresh session
+            driver = self.driver
             self.requests = SqlRequestRepository(self.session, driver)
             self.audit = SqlAuditLog(self.session, driver)
             self.messages = SqlMessageLog(self.session, driver)
@@ -186,32 +189,45 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         commit). If the pooled connection turns out dead (the database restarted), nothing has been done yet: drop
         it and begin again on a new connection."""
         for attempt in (1, 2):
-            connection = await self.session.connection()
-            adapted = (await connection.get_raw_connection()).dbapi_connection
+            # One crossing into SQLAlchemy's greenlet: the session's connection, handed to the Driver too.
+            adapted, driver_connection, dialect = await self.session.run_sync(_checkout)
             try:
-                if adapted._transaction is None:  # type: ignore[union-attr]
-                    await adapted._start_transaction()  # type: ignore[union-attr]
+                if adapted._transaction is None:
+                    await adapted._start_transaction()
+                self._transaction = adapted
+                self.driver.use(driver_connection, dialect)
                 return
             except Exception as exc:
-                dead = connection.dialect.is_disconnect(exc, adapted, None)  # type: ignore[arg-type]
+                dead = dialect.is_disconnect(exc, adapted, None)  # type: ignore[arg-type]
                 if attempt == 2 or not dead:
                     raise
-                await connection.invalidate()
+                await (await self.session.connection()).invalidate()
                 await self.session.close()
                 self.session = self._session_factory()
+                self.driver = Driver(self.session)
 
     # Each call into the session crosses into a greenlet and back, which cost more than the SQL of a small unit:
     # commit and rollback each close the session in the same crossing (closing rolls back what is not committed).
     async def _commit(self) -> None:
         await self.driver.write_deferred()  # rows no statement took along (e.g. a unit that only audits)
-        await self.session.run_sync(_commit_and_close)
+        if self._transaction is not None:
+            # PostgreSQL: COMMIT on the transaction the unit began, without SQLAlchemy's commit machinery; closing
+            # the session then finds nothing left to roll back and returns the connection to the pool.
+            await self.driver.commit(self._transaction)
+            self._transaction = None
+            await self.session.run_sync(Session.close)
+        else:
+            await self.session.run_sync(_commit_and_close)
+        self._closed = True
 
     async def _rollback(self) -> None:
         await self.session.run_sync(Session.close)
+        self._closed = True
 
     async def _end(self) -> None:
         try:
-            await self.session.close()  # no-op when already closed
+            if not self._closed:
+                await self.session.close()
         finally:
             self._release()
 
@@ -219,6 +235,13 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         if self._holding and self._write_lock is not None:
             self._holding = False
             self._write_lock.release()
+
+
+def _checkout(session: Session) -> tuple[Any, Any, Dialect]:
+    """The session's connection (begun, on SQLAlchemy's side): its DBAPI adapter, the driver's connection, the
+    dialect."""
+    connection = session.connection()
+    return connection.connection.dbapi_connection, connection.connection.driver_connection, connection.dialect
 
 
 def _commit_and_close(session: Session) -> None:
