@@ -40,7 +40,8 @@ async def _service(db: Database, rid: str) -> None:
 
 
 # The statements the service runs for a first approval (see the SQL log of one call): lock and load the
-# request and its decisions (its approvers the process knows since it made the request); insert the decision;
+# request with its decisions in one statement (an outer join; on PostgreSQL it also says whether the locked row is
+# the one its snapshot saw; the approvers the process knows since it made the request); insert the decision;
 # move the status if unchanged; mark the approver as no longer awaited; audit; queue the four notices it owes
 # (updates of both DMs and the channel message, a thread reply) in one INSERT, those already queued left out by
 # ON CONFLICT. On PostgreSQL the decision and the approver's flag ride in the status move and the audit entry in
@@ -66,14 +67,20 @@ OUTBOX_INSERT = (
 )
 
 
+GET = (
+    "SELECT access_requests.*, decisions.id AS d_id, decisions.approver_id AS d_approver_id, decisions.verdict AS"
+    " d_verdict, decisions.reason AS d_reason, decisions.decided_at AS d_decided_at{} FROM access_requests"
+    " LEFT OUTER JOIN decisions ON decisions.request_id = access_requests.id WHERE access_requests.id = ?"
+    " ORDER BY decisions.id"
+)
+LOCKED = ", access_requests.xmin = (SELECT seen.xmin FROM access_requests AS seen WHERE seen.id = ?) AS unchanged"
 AUDITED = "WITH d0 AS (INSERT INTO audit_log (at, actor_id, action, request_id, details) VALUES ({}::json)) "
 
 
 async def _raw_sqlite(conn: aiosqlite.Connection, rid: str) -> None:
     now = datetime.now(UTC).isoformat(" ")
     await conn.execute("BEGIN IMMEDIATE")
-    await (await conn.execute("SELECT * FROM access_requests WHERE id = ?", (rid,))).fetchall()
-    await (await conn.execute("SELECT * FROM decisions WHERE request_id = ? ORDER BY id", (rid,))).fetchall()
+    await (await conn.execute(GET.format(""), (rid,))).fetchall()
     await conn.execute(
         "INSERT INTO decisions (request_id, approver_id, verdict, reason, decided_at) VALUES (?, ?, ?, ?, ?)",
         (rid, "UALICE", "APPROVE", None, now),
@@ -98,8 +105,7 @@ async def _raw_sqlite(conn: aiosqlite.Connection, rid: str) -> None:
 async def _raw_pg(pool: asyncpg.Pool, rid: str) -> None:
     now = datetime.now(UTC)
     async with pool.acquire() as conn, conn.transaction():
-        await conn.fetch("SELECT * FROM access_requests WHERE id = $1 FOR UPDATE", rid)
-        await conn.fetch("SELECT * FROM decisions WHERE request_id = ANY($1) ORDER BY id", [rid])
+        await conn.fetch(GET.format(LOCKED).replace("?", "$1") + " FOR UPDATE OF access_requests", rid)
         await conn.execute(
             "WITH d0 AS (INSERT INTO decisions (request_id, approver_id, verdict, reason, decided_at)"
             " VALUES ($5, $6, $7, $8, $9)),"
