@@ -45,15 +45,17 @@ _GET = (
     .where(REQUESTS.c.id == sa.bindparam("b_id"))
     .order_by(DECISIONS.c.id)
 )
-# PostgreSQL, deciding: the same, the request's row locked. A statement that waited for the lock returns the row
-# as the other transaction left it, but reads the decisions as they were when it began: ``unchanged`` tells
-# whether the locked row is the one the statement began with (every decision moves its request's row), else the
-# decisions are read again. (SQLite's writers hold the database's lock before they read.)
+# PostgreSQL, deciding: the same, the request's row locked FOR NO KEY UPDATE (what the UPDATE of its status takes
+# anyway): the foreign-key checks of rows that name the request (its posted messages, recorded by the outbox in
+# other transactions) take KEY SHARE locks, which FOR UPDATE would wait for and block. A statement that waited for
+# the lock returns the row as the other transaction left it, but reads the decisions as they were when it began:
+# ``unchanged`` tells whether the locked row is the one the statement began with (every decision moves its
+# request's row), else the decisions are read again. (SQLite's writers hold the database's lock before they read.)
 _SEEN = REQUESTS.alias("seen")
 _SEEN_VERSION = sa.select(sa.literal_column("seen.xmin")).where(_SEEN.c.id == sa.bindparam("b_id")).scalar_subquery()
 _GET_LOCKED = _GET.add_columns(
     (sa.literal_column(f"{REQUESTS.name}.xmin") == _SEEN_VERSION).label("unchanged")
-).with_for_update(of=REQUESTS)
+).with_for_update(of=REQUESTS, key_share=True)
 _NONE_AWAITING = (
     sa.update(APPROVERS)
     .where(APPROVERS.c.request_id == sa.bindparam("b_id"), APPROVERS.c.awaiting)
