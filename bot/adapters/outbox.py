@@ -89,6 +89,9 @@ class Lease:
 
 
 # Statements built once (building them per call cost more than running them).
+# "A pending notice of the same message" names the status as a literal: then PostgreSQL's plans (generic ones too)
+# can use the index of pending notices (ix_outbox_pending), which holds a handful of rows.
+_PENDING_LITERAL: sa.ColumnElement[str] = sa.literal_column(f"'{PENDING}'")
 _EARLIER, _LATER = OUTBOX.alias("earlier"), OUTBOX.alias("later")
 # Due now, not leased, and the earliest undelivered notice of its message.
 DUE = (
@@ -102,7 +105,7 @@ DUE = (
             _EARLIER.c.request_id == OUTBOX.c.request_id,
             _EARLIER.c.target == OUTBOX.c.target,
             _EARLIER.c.id < OUTBOX.c.id,
-            _EARLIER.c.status == PENDING,
+            _EARLIER.c.status == _PENDING_LITERAL,
         )
         .exists(),
     )
@@ -123,7 +126,7 @@ SKIP_SUPERSEDED = (
             _LATER.c.target == OUTBOX.c.target,
             _LATER.c.action == OUTBOX.c.action,
             _LATER.c.id > OUTBOX.c.id,
-            _LATER.c.status == PENDING,
+            _LATER.c.status == _PENDING_LITERAL,
         )
         .exists(),
     )
@@ -142,7 +145,7 @@ def _lease_unless_waiting(i: int) -> dict[str, Any]:
         .where(
             _ELSEWHERE.c.request_id == sa.bindparam(f"request_id_r{i}"),
             _ELSEWHERE.c.target == sa.bindparam(f"target_r{i}"),
-            _ELSEWHERE.c.status == PENDING,
+            _ELSEWHERE.c.status == _PENDING_LITERAL,
             sa.or_(
                 _ELSEWHERE.c.lease_until.is_(None),
                 _ELSEWHERE.c.lease_until <= sa.bindparam("now"),
