@@ -134,3 +134,29 @@ async def test_a_decision_that_waited_for_the_lock_counts_the_one_it_waited_for(
         assert [d.approver_id for d in request.decisions] == ["UALICE", "UBOB"]
     finally:
         await other.dispose()
+
+
+async def test_recording_a_posted_message_does_not_hold_up_a_decision(db: Database) -> None:
+    """The outbox records where a request's DM went in a transaction of its own; its foreign-key check holds a
+    KEY SHARE lock on the request until it commits. A decision made meanwhile must not wait for it (it waited
+    while decisions locked the row FOR UPDATE)."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no row locks: one writer at a time")
+    (rid,) = await _create(db, 1)
+    other = Database(db.url)
+    try:
+        async with other.engine.connect() as conn:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO slack_messages (request_id, purpose, channel_id, ts, posted_at) "
+                    "VALUES (:id, 'dm:UALICE', 'DUALICE', '1.000001', now())"
+                ),
+                {"id": rid},
+            )
+            outcome = await asyncio.wait_for(_decide(db, rid, "UALICE", Verdict.APPROVE, []), 5)
+            assert outcome == "RECORDED"
+            await conn.commit()
+        request = await services.get(uow=db.uow(), request_id=rid)
+        assert [d.approver_id for d in request.decisions] == ["UALICE"]
+    finally:
+        await other.dispose()
