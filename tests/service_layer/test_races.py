@@ -105,12 +105,13 @@ async def test_approve_against_deny_ends_in_exactly_one_terminal_state(db: Datab
         await replica_b.dispose()
 
 
+# PostgreSQL only: SQLite's writers take the database's lock before they read, so nobody waits on a row.
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 async def test_a_decision_that_waited_for_the_lock_counts_the_one_it_waited_for(db: Database) -> None:
     """Another replica holds the request's row while it records Alice's approval; Bob's approval, made meanwhile,
     waits for it. Once Alice's is committed, Bob's must see it: the request is approved (it stayed pending
     with both approvals when the waiting read took the decisions from before the wait)."""
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite's writers take the database's lock before they read: nobody waits on a row")
+    assert db.engine.dialect.name == "postgresql"
     (rid,) = await _create(db, 1)
     other = Database(db.url)
     try:
@@ -136,12 +137,13 @@ async def test_a_decision_that_waited_for_the_lock_counts_the_one_it_waited_for(
         await other.dispose()
 
 
+# PostgreSQL only: SQLite's writers take the database's lock before they read, so nobody waits on a row.
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 async def test_recording_a_posted_message_does_not_hold_up_a_decision(db: Database) -> None:
     """The outbox records where a request's DM went in a transaction of its own; its foreign-key check holds a
     KEY SHARE lock on the request until it commits. A decision made meanwhile must not wait for it (it waited
     while decisions locked the row FOR UPDATE)."""
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has no row locks: one writer at a time")
+    assert db.engine.dialect.name == "postgresql"
     (rid,) = await _create(db, 1)
     other = Database(db.url)
     try:
