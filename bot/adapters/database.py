@@ -43,8 +43,8 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> AsyncE
         # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic plan that ignores
         # the values (e.g. which approver), which made "awaiting my decision" ten times slower at 100k requests:
         # reading connections plan every run. Writing units look rows up by key, where a generic plan is as good
-        # and saves PostgreSQL planning each statement (in the benchmark ~2 ms of its CPU per flow, ~10% more
-        # flows/s, over three noisy pairs of runs). random_page_cost 1.1 (the default, 4, is for spinning disks):
+        # and saves PostgreSQL planning each statement (in the benchmark 0.8-1 ms of its CPU per flow, measured
+        # per process in alternating runs). random_page_cost 1.1 (the default, 4, is for spinning disks):
         # with it PostgreSQL reaches an approver's pending requests through their ~400 rows by primary key instead
         # of hash-joining every pending request.
         settings = {"random_page_cost": "1.1"}
