@@ -240,16 +240,21 @@ class Driver:
             raise _translated(exc, prepared.sql, batch) from exc
 
 
-def _driver_connection(session: Session) -> tuple[Any, Dialect]:
+def checkout(session: Session) -> tuple[Any, Any, Dialect]:
+    """The session's connection (begun on SQLAlchemy's side; run inside its greenlet): its DBAPI adapter, the
+    driver's own connection, the dialect."""
     connection = session.connection()
-    adapted = connection.connection.dbapi_connection
-    driver = connection.connection.driver_connection
+    return connection.connection.dbapi_connection, connection.connection.driver_connection, connection.dialect
+
+
+def _driver_connection(session: Session) -> tuple[Any, Dialect]:
+    adapted, driver, dialect = checkout(session)
     autocommit = getattr(adapted, "autocommit", False)
     if isinstance(driver, asyncpg.Connection) and not autocommit and not driver.is_in_transaction():
         # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs: run one, so that ours are
-        # inside the transaction it will commit (the Unit of Work's connection check usually has already).
-        connection.exec_driver_sql("SELECT 1")
-    return driver, connection.dialect
+        # inside the transaction it will commit (a Unit of Work begins it itself and hands it over with ``use``).
+        session.connection().exec_driver_sql("SELECT 1")
+    return driver, dialect
 
 
 async def _run(connection: Any, dialect: Dialect, sql: str, args: tuple[Any, ...], *, fetch: bool) -> Any:

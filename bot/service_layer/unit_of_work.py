@@ -11,13 +11,12 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
 
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from bot.adapters.driver import Driver
+from bot.adapters.driver import Driver, checkout
 from bot.adapters.outbox import AbstractOutbox, Claimed, Lease, SqlOutbox
 from bot.adapters.repository import (
     AbstractAuditLog,
@@ -190,7 +189,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         it and begin again on a new connection."""
         for attempt in (1, 2):
             # One crossing into SQLAlchemy's greenlet: the session's connection, handed to the Driver too.
-            adapted, driver_connection, dialect = await self.session.run_sync(_checkout)
+            adapted, driver_connection, dialect = await self.session.run_sync(checkout)
             try:
                 if adapted._transaction is None:
                     await adapted._start_transaction()
@@ -235,13 +234,6 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         if self._holding and self._write_lock is not None:
             self._holding = False
             self._write_lock.release()
-
-
-def _checkout(session: Session) -> tuple[Any, Any, Dialect]:
-    """The session's connection (begun, on SQLAlchemy's side): its DBAPI adapter, the driver's connection, the
-    dialect."""
-    connection = session.connection()
-    return connection.connection.dbapi_connection, connection.connection.driver_connection, connection.dialect
 
 
 def _commit_and_close(session: Session) -> None:
