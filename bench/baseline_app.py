@@ -12,6 +12,7 @@ import os
 import re
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
@@ -57,8 +58,9 @@ def metadata(rid: str, request: dict[str, Any]) -> dict[str, Any]:
     return {"event_type": "access_request", "event_payload": {"request_id": rid, "status": request["status"]}}
 
 
-def build() -> AsyncApp:
-    client = AsyncWebClient(token=os.environ["SLACK_BOT_TOKEN"], base_url=os.environ["SLACK_API_URL"])
+def build(session: aiohttp.ClientSession | None = None) -> AsyncApp:
+    # One connection pool kept alive for every call, as the bot has (without it each call opens a connection).
+    client = AsyncWebClient(token=os.environ["SLACK_BOT_TOKEN"], base_url=os.environ["SLACK_API_URL"], session=session)
     app = AsyncApp(client=client, signing_secret=os.environ["SLACK_SIGNING_SECRET"])
 
     @app.command("/access-request")
@@ -74,6 +76,7 @@ def build() -> AsyncApp:
             "approvals": set(),
             "status": "PENDING",
             "dms": {},
+            "posted": asyncio.Event(),  # set once its messages are posted: a click updates them after that
         }
         REQUESTS[rid] = request
         await ack(text=f"Request {rid} is sent to {' and '.join(f'<@{a}>' for a in approvers)}.")
@@ -89,6 +92,7 @@ def build() -> AsyncApp:
             metadata=metadata(rid, request),
         )
         request["channel"] = (posted["channel"], posted["ts"])
+        request["posted"].set()
 
     @app.action("approve_request")
     async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -98,6 +102,9 @@ def build() -> AsyncApp:
         if len(request["approvals"]) == len(request["approvers"]):
             request["status"] = "APPROVED"
         await ack()
+        # The approvers can click as soon as Slack shows their DMs, before this app has their places (or the
+        # channel message's) from Slack's answers: wait for those, as the bot's outbox does.
+        await request["posted"].wait()
         for approver, (channel, ts) in request["dms"].items():
             await client.chat_update(
                 channel=channel,
@@ -126,7 +133,7 @@ def build() -> AsyncApp:
 
 
 async def main() -> None:
-    web_app = build().web_app(path="/slack/events")
+    web_app = build(aiohttp.ClientSession()).web_app(path="/slack/events")
     web_app.router.add_get("/healthz", lambda _: web.json_response({"ok": True}))
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
