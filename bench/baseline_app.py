@@ -99,7 +99,8 @@ def build(session: aiohttp.ClientSession | None = None) -> AsyncApp:
         rid, user = body["actions"][0]["value"], body["user"]["id"]
         request = REQUESTS[rid]
         request["approvals"].add(user)
-        if len(request["approvals"]) == len(request["approvers"]):
+        approved = len(request["approvals"]) == len(request["approvers"])  # by this click (the other may be on its way)
+        if approved:
             request["status"] = "APPROVED"
         await ack()
         # The approvers can click as soon as Slack shows their DMs, before this app has their places (or the
@@ -124,7 +125,7 @@ def build(session: aiohttp.ClientSession | None = None) -> AsyncApp:
         await client.chat_postMessage(
             channel=channel, thread_ts=ts, text=f"<@{user}> approved {rid}.", metadata=metadata(rid, request)
         )
-        if request["status"] == "APPROVED":
+        if approved:
             await client.chat_postMessage(
                 channel=request["requester"], text=f"Your request {rid} was approved.", metadata=metadata(rid, request)
             )
