@@ -50,6 +50,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU time used so far by this machine's PostgreSQL server processes (those still running), or None when
+    none can be seen (a server on another machine)."""
+    total, found = 0.0, False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            total += cpu_seconds(int(entry.name))
+            found = True
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+    return total if found else None
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -152,15 +169,23 @@ async def run(
                     async with gate:
                         await flow(slack, watch, i, out)
 
-                started, cpu = time.perf_counter(), cpu_seconds(process.pid)
+                # CPU per flow of each process on the machine's cores: the app, this process (the load generator
+                # and the fake Slack) and, when the app uses it, PostgreSQL.
+                pg_before = postgres_cpu_seconds() if database_url and "postgresql" in database_url else None
+                started, cpu, own = time.perf_counter(), cpu_seconds(process.pid), time.process_time()
                 await asyncio.gather(*(one(i) for i in range(flows)))
                 flows_done = time.perf_counter() - started
                 elapsed = await quiet(slack) - started  # throughput counts all the work, put off or not
                 cpu_ms_per_flow = (cpu_seconds(process.pid) - cpu) * 1000 / flows
+                harness_ms_per_flow = (time.process_time() - own) * 1000 / flows
+                pg_after = postgres_cpu_seconds() if pg_before is not None else None
                 figures: dict[str, Any] = {name: summary(values) for name, values in out.items()}
                 figures["flows_per_second"] = flows / elapsed
                 figures["calls_after_last_flow_s"] = elapsed - flows_done
                 figures["app_cpu_ms_per_flow"] = cpu_ms_per_flow
+                figures["harness_cpu_ms_per_flow"] = harness_ms_per_flow
+                if pg_before is not None and pg_after is not None:
+                    figures["postgres_cpu_ms_per_flow"] = (pg_after - pg_before) * 1000 / flows
                 if rss_flows:
                     before = rss_kb(process.pid)
                     for start in range(0, rss_flows, 1000):
