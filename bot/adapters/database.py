@@ -24,9 +24,13 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> AsyncEngine:
+def create_engine(
+    url: str, *, read_only: bool = False, checkpoints_elsewhere: bool = False, **kwargs: Any
+) -> AsyncEngine:
     """The engine for ``url``. On SQLite, ``read_only`` engines begin deferred transactions (readers do not
-    wait for the writer under WAL); the others begin IMMEDIATE. On PostgreSQL, ``read_only`` engines autocommit."""
+    wait for the writer under WAL); the others begin IMMEDIATE. ``checkpoints_elsewhere``: its connections never
+    checkpoint the log in a commit (``sqlite_checkpoint`` does it). On PostgreSQL, ``read_only`` engines
+    autocommit."""
     # Every unit of work ends its transaction itself (commit, or rollback on close), so the pool need not
     # roll back again when a connection comes back: one round trip less per unit.
     kwargs.setdefault("pool_reset_on_return", None)
@@ -66,6 +70,8 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> AsyncE
         url, async_creator=sqlite_inline.connector(database, SQLITE_BUSY_TIMEOUT_MS / 1000), **kwargs
     )
     event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    if checkpoints_elsewhere:
+        event.listen(engine.sync_engine, "connect", _sqlite_no_autocheckpoint)
     event.listen(engine.sync_engine, "begin", _sqlite_begin_deferred if read_only else _sqlite_on_begin)
     return engine
 
@@ -81,6 +87,12 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         "PRAGMA foreign_keys=ON",
     ):
         cursor.execute(pragma)
+    cursor.close()
+
+
+def _sqlite_no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 
 

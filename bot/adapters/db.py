@@ -5,17 +5,24 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.adapters import migrate
 from bot.adapters.database import create_engine, create_session_factory, is_sqlite
+from bot.adapters.sqlite_checkpoint import Checkpointer
 from bot.service_layer.unit_of_work import Handover, SqlUnitOfWork
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    """``background_checkpoints`` (SQLite; the bot's own process): the log is checkpointed by a task started with
+    ``start``, not inside commits on the event loop (see ``sqlite_checkpoint``)."""
+
+    def __init__(self, url: str, *, background_checkpoints: bool = False) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_engine(url)
+        path = make_url(url).database if is_sqlite(url) else None
+        self.checkpointer = Checkpointer(path) if background_checkpoints and path else None
+        self.engine: AsyncEngine = create_engine(url, checkpoints_elsewhere=self.checkpointer is not None)
         self.session_factory = create_session_factory(self.engine)
         self._write_lock = asyncio.Lock() if is_sqlite(url) else None
         self.read_engine: AsyncEngine = create_engine(url, read_only=True)  # for units that only read
@@ -34,6 +41,13 @@ class Database:
     async def upgrade(self) -> None:
         await migrate.upgrade(self.engine)
 
+    def start(self) -> None:
+        """Start the background work the database needs while the bot runs (SQLite's checkpoints)."""
+        if self.checkpointer is not None:
+            self.checkpointer.start()
+
     async def dispose(self) -> None:
+        if self.checkpointer is not None:
+            await self.checkpointer.stop()
         await self.engine.dispose()
         await self.read_engine.dispose()

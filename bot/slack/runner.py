@@ -30,7 +30,7 @@ class BotServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, background_checkpoints=True)
         self.http = aiohttp.ClientSession()  # for the Web API: connections are reused
         self.app, self.dispatcher = build_app(settings, self.db.uow, self.http)
         self.db.handover = self.dispatcher
@@ -41,6 +41,7 @@ class BotServer:
 
     async def start(self) -> None:
         await self.db.upgrade()
+        self.db.start()
         if is_sqlite(self.settings.database_url):
             # SQLite has one dispatcher, this one: a lease still held is a crashed run's.
             settle = timedelta(seconds=self.settings.slack_timeout)
