@@ -1,6 +1,6 @@
 """``python -m bench`` (``make bench``): every benchmark, on SQLite and PostgreSQL; prints tables, writes JSON.
 
-python -m bench [--flows 300] [--concurrency 20] [--rounds 3] [--rss-flows 10000] [--scale 100000]
+python -m bench [--flows 300] [--concurrency 1,5,20] [--rounds 3] [--rss-flows 10000] [--scale 100000]
                  [--skip-postgres]
 """
 
@@ -60,30 +60,33 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         try:
             # The apps take turns, round after round: this VM's speed drifts by more than the differences measured,
             # so each figure is the median of its rounds and the ratios compare apps measured side by side.
-            runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            runs: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
             for r in range(1, args.rounds + 1):
-                print(f"Slack path, round {r} of {args.rounds}: baseline (a bare Bolt app, state in memory)...")
-                runs["baseline"].append(
-                    await slack_path.run("baseline", flows=args.flows, concurrency=args.concurrency)
-                )
-                for db_name in db_names:
-                    print(f"Slack path, round {r} of {args.rounds}: the bot on {db_name}...", flush=True)
-                    runs[f"bot_{db_name}"].append(
-                        await slack_path.run(
-                            "bot",
-                            flows=args.flows,
-                            concurrency=args.concurrency,
-                            database_url=await url(db_name, f"slack{r}"),
+                for c in args.concurrency:
+                    print(f"Slack path, round {r} of {args.rounds}, {c} in flight: baseline (a bare Bolt app)...")
+                    runs[(c, "baseline")].append(await slack_path.run("baseline", flows=args.flows, concurrency=c))
+                    for db_name in db_names:
+                        print(
+                            f"Slack path, round {r} of {args.rounds}, {c} in flight: the bot on {db_name}...",
+                            flush=True,
                         )
-                    )
-            for key, figures in runs.items():
-                out[key] = {**slack_path.median(figures), "each_round": figures}
+                        runs[(c, f"bot_{db_name}")].append(
+                            await slack_path.run(
+                                "bot",
+                                flows=args.flows,
+                                concurrency=c,
+                                database_url=await url(db_name, f"slack{r}_{c}"),
+                            )
+                        )
+            out["slack"] = {str(c): {} for c in args.concurrency}
+            for (c, key), figures in runs.items():
+                out["slack"][str(c)][key] = {**slack_path.median(figures), "each_round": figures}
             if args.rss_flows:
                 print(f"Memory of the bot over {args.rss_flows:,} flows (SQLite)...", flush=True)
                 memory = await slack_path.run(
                     "bot",
                     flows=args.flows,
-                    concurrency=args.concurrency,
+                    concurrency=max(args.concurrency),
                     database_url=await url("sqlite", "memory"),
                     rss_flows=args.rss_flows,
                 )
@@ -100,39 +103,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(out: dict[str, Any]) -> None:
-    base = out["baseline"]
-    print("\n== Slack path (ms; flows/s; CPU ms per flow: the app, the load generator + fake Slack, PostgreSQL) ==")
-    print(
-        f"{'':<14}{'ack p50':>8}{'p95':>6}{'p99':>6}{'click p50':>10}{'both DMs':>9}{'notice':>7}{'flows/s':>8}"
-        f"{'ack x':>6}{'click x':>8}{'DMs x':>6}{'tput x':>7}{'CPU app':>8}{'load':>6}{'pg':>6}"
-    )
-    for key in ("baseline", "bot_sqlite", "bot_postgres"):
-        if key not in out:
-            continue
-        r = out[key]
-        ack, click, dms, notice, tput = (
-            r["ack"],
-            r["click_ack"]["p50_ms"],
-            r["both_dms"]["p50_ms"],
-            r["requester_notice"]["p50_ms"],
-            r["flows_per_second"],
-        )
-        ratios = _ratios(base, r)
-        pg = r.get("postgres_cpu_ms_per_flow")
-        pg_text = "" if pg is None else f"{pg:.1f}"
-        print(
-            f"{key:<14}{ack['p50_ms']:>8.1f}{ack['p95_ms']:>6.0f}{ack['p99_ms']:>6.0f}{click:>10.1f}{dms:>9.1f}"
-            f"{notice:>7.1f}{tput:>8.1f}{ratios[0]:>6.2f}{ratios[1]:>8.2f}{ratios[2]:>6.2f}{ratios[3]:>7.2f}"
-            f"{r['app_cpu_ms_per_flow']:>8.1f}{r['harness_cpu_ms_per_flow']:>6.1f}{pg_text:>6}"
-        )
-    print(f"(medians of {out['rounds']} rounds; the apps took turns; ack = the slash command's, click = an approval's)")
-    for key in ("bot_sqlite", "bot_postgres"):
-        if key in out:
-            each = zip(base["each_round"], out[key]["each_round"], strict=True)
-            print(
-                f"  {key} round by round (ack x, click x, DMs x, tput x): "
-                + "; ".join(", ".join(f"{x:.2f}" for x in _ratios(b_, o)) for b_, o in each)
-            )
+    for c, apps in out["slack"].items():
+        _report_slack(int(c), apps, out["rounds"])
     if "memory" in out:
         r = out["memory"]
         print(
@@ -156,6 +128,45 @@ def report(out: dict[str, Any]) -> None:
                 print(f"  {q:<22} p50 {r[q]['p50_ms']:>6.2f}  p95 {r[q]['p95_ms']:>6.2f}")
 
 
+def _report_slack(concurrency: int, apps: dict[str, Any], rounds: int) -> None:
+    base = apps["baseline"]
+    print(
+        f"\n== Slack path, {concurrency} flows in flight (ms; flows/s; CPU ms per flow: the app, the load generator"
+        " + fake Slack, PostgreSQL) =="
+    )
+    print(
+        f"{'':<14}{'ack p50':>8}{'p95':>6}{'p99':>6}{'click p50':>10}{'both DMs':>9}{'notice':>7}{'flows/s':>8}"
+        f"{'ack x':>6}{'click x':>8}{'DMs x':>6}{'tput x':>7}{'CPU app':>8}{'load':>6}{'pg':>6}"
+    )
+    for key in ("baseline", "bot_sqlite", "bot_postgres"):
+        if key not in apps:
+            continue
+        r = apps[key]
+        ack, click, dms, notice, tput = (
+            r["ack"],
+            r["click_ack"]["p50_ms"],
+            r["both_dms"]["p50_ms"],
+            r["requester_notice"]["p50_ms"],
+            r["flows_per_second"],
+        )
+        ratios = _ratios(base, r)
+        pg = r.get("postgres_cpu_ms_per_flow")
+        pg_text = "" if pg is None else f"{pg:.1f}"
+        print(
+            f"{key:<14}{ack['p50_ms']:>8.1f}{ack['p95_ms']:>6.0f}{ack['p99_ms']:>6.0f}{click:>10.1f}{dms:>9.1f}"
+            f"{notice:>7.1f}{tput:>8.1f}{ratios[0]:>6.2f}{ratios[1]:>8.2f}{ratios[2]:>6.2f}{ratios[3]:>7.2f}"
+            f"{r['app_cpu_ms_per_flow']:>8.1f}{r['harness_cpu_ms_per_flow']:>6.1f}{pg_text:>6}"
+        )
+    print(f"(medians of {rounds} rounds; the apps took turns; ack = the slash command's, click = an approval's)")
+    for key in ("bot_sqlite", "bot_postgres"):
+        if key in apps:
+            each = zip(base["each_round"], apps[key]["each_round"], strict=True)
+            print(
+                f"  {key} round by round (ack x, click x, DMs x, tput x): "
+                + "; ".join(", ".join(f"{x:.2f}" for x in _ratios(b_, o)) for b_, o in each)
+            )
+
+
 def _ratios(base: dict[str, Any], r: dict[str, Any]) -> tuple[float, float, float, float]:
     """The app's figures over the baseline's: ack p50, click ack p50, both DMs p50, flows per second."""
     return (
@@ -169,7 +180,12 @@ def _ratios(base: dict[str, Any], r: dict[str, Any]) -> tuple[float, float, floa
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--flows", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument(
+        "--concurrency",
+        type=lambda text: [int(c) for c in text.split(",")],
+        default=[1, 5, 20],
+        help="flows in flight, one or more (comma-separated); each is measured in every round",
+    )
     parser.add_argument("--rss-flows", type=int, default=10_000)
     parser.add_argument("--scale", type=int, default=100_000)
     parser.add_argument("--skip-postgres", action="store_true")
