@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import os
 import re
+import time
 from typing import Any
 
 import aiohttp
@@ -22,17 +23,51 @@ REQUESTS: dict[str, dict[str, Any]] = {}
 COUNTER = itertools.count(1)
 
 
+def mrkdwn(text: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": text}
+
+
 def blocks(rid: str, request: dict[str, Any], buttons: bool) -> list[dict[str, Any]]:
+    """The bot's message for a request, block for block (title, summary, justification, progress, context and,
+    while the approver has a choice, the buttons), as plain dicts: the same payload to Slack, without the bot's
+    building and checking through slack_sdk.models."""
+
+    approvers, approvals = request["approvers"], request["approvals"]
+    status = request["status"]
+    lines = [
+        f":white_check_mark: <@{a}> approved" if a in approvals else f":white_circle: <@{a}> has not decided"
+        for a in approvers
+    ]
+    head = (
+        f"*Pending*: {len(approvals)} of {len(approvers)} approvals" if status == "PENDING" else f"*{status.title()}*"
+    )
     out: list[dict[str, Any]] = [
+        {"type": "header", "block_id": "title", "text": {"type": "plain_text", "text": f"Access request {rid}"}},
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": f"Request {rid} for {request['resource']}: {request['status']}"},
-        }
+            "block_id": "summary",
+            "fields": [
+                mrkdwn(f"*Requested by*\n<@{request['requester']}>"),
+                mrkdwn(f"*Resource*\n{request['resource']}"),
+                mrkdwn("*Duration*\nnot specified"),
+                mrkdwn("*Approvers*\n" + ", ".join(f"<@{a}>" for a in approvers)),
+            ],
+        },
+        {"type": "section", "block_id": "justification-0", "text": mrkdwn(f"*Justification*\n{request['reason']}")},
+        {"type": "section", "block_id": "progress", "text": mrkdwn("\n".join([head, *lines]))},
+        {
+            "type": "context",
+            "block_id": "meta",
+            "elements": [
+                mrkdwn(f"{rid} · {status.title()} · requested <!date^{request['at']}^{{date_short_pretty}}|now>")
+            ],
+        },
     ]
     if buttons:
         out.append(
             {
                 "type": "actions",
+                "block_id": "decide",
                 "elements": [
                     {
                         "type": "button",
@@ -55,7 +90,18 @@ def blocks(rid: str, request: dict[str, Any], buttons: bool) -> list[dict[str, A
 
 
 def metadata(rid: str, request: dict[str, Any]) -> dict[str, Any]:
-    return {"event_type": "access_request", "event_payload": {"request_id": rid, "status": request["status"]}}
+    payload = {
+        "request_id": rid,
+        "status": request["status"],
+        "resource": request["resource"],
+        "requester": request["requester"],
+        "approvers": request["approvers"],
+    }
+    return {"event_type": "access_request", "event_payload": payload}
+
+
+def summary(rid: str, request: dict[str, Any]) -> str:
+    return f"Access request {rid} from <@{request['requester']}> for {request['resource']}: {request['status'].lower()}"
 
 
 def build(session: aiohttp.ClientSession | None = None) -> AsyncApp:
@@ -69,8 +115,11 @@ def build(session: aiohttp.ClientSession | None = None) -> AsyncApp:
         for user in approvers:
             await client.users_info(user=user)
         rid = f"AR-B{next(COUNTER):07d}"
+        words = MENTION.sub("", command["text"]).split()
         request = {
-            "resource": command["text"].split(" ")[0],
+            "resource": words[0],
+            "reason": " ".join(words[1:]),
+            "at": int(time.time()),
             "requester": command["user_id"],
             "approvers": approvers,
             "approvals": set(),
@@ -79,15 +128,22 @@ def build(session: aiohttp.ClientSession | None = None) -> AsyncApp:
             "posted": asyncio.Event(),  # set once its messages are posted: a click updates them after that
         }
         REQUESTS[rid] = request
-        await ack(text=f"Request {rid} is sent to {' and '.join(f'<@{a}>' for a in approvers)}.")
+        text = (
+            f"Request {rid} for *{request['resource']}* is sent to {' and '.join(f'<@{a}>' for a in approvers)}. "
+            f"I'll message you when it is decided. `/access-request status {rid}` shows where it stands."
+        )
+        await ack(text=text, blocks=[{"type": "section", "block_id": "confirmation", "text": mrkdwn(text)}])
         for user in approvers:
             posted = await client.chat_postMessage(
-                channel=user, text=f"Request {rid}", blocks=blocks(rid, request, True), metadata=metadata(rid, request)
+                channel=user,
+                text=f"Please review: {summary(rid, request)}",
+                blocks=blocks(rid, request, True),
+                metadata=metadata(rid, request),
             )
             request["dms"][user] = (posted["channel"], posted["ts"])
         posted = await client.chat_postMessage(
             channel="CNOTIFY",
-            text=f"Request {rid}",
+            text=summary(rid, request),
             blocks=blocks(rid, request, False),
             metadata=metadata(rid, request),
         )
@@ -110,7 +166,7 @@ def build(session: aiohttp.ClientSession | None = None) -> AsyncApp:
             await client.chat_update(
                 channel=channel,
                 ts=ts,
-                text=f"Request {rid}",
+                text=f"Please review: {summary(rid, request)}",
                 metadata=metadata(rid, request),
                 blocks=blocks(rid, request, request["status"] == "PENDING" and approver not in request["approvals"]),
             )
@@ -118,16 +174,29 @@ def build(session: aiohttp.ClientSession | None = None) -> AsyncApp:
         await client.chat_update(
             channel=channel,
             ts=ts,
-            text=f"Request {rid}",
+            text=summary(rid, request),
             blocks=blocks(rid, request, False),
             metadata=metadata(rid, request),
         )
+        text = f"<@{user}> approved {rid}."
         await client.chat_postMessage(
-            channel=channel, thread_ts=ts, text=f"<@{user}> approved {rid}.", metadata=metadata(rid, request)
+            channel=channel,
+            thread_ts=ts,
+            text=text,
+            blocks=[{"type": "section", "block_id": "decision", "text": mrkdwn(text)}],
+            metadata=metadata(rid, request),
         )
         if approved:
+            who = " and ".join(f"<@{a}>" for a in request["approvers"])
+            text = f":white_check_mark: Your request {rid} for *{request['resource']}* was approved by {who}."
             await client.chat_postMessage(
-                channel=request["requester"], text=f"Your request {rid} was approved.", metadata=metadata(rid, request)
+                channel=request["requester"],
+                text=text,
+                blocks=[
+                    {"type": "section", "block_id": "outcome", "text": mrkdwn(text)},
+                    *blocks(rid, request, False)[1:],
+                ],
+                metadata=metadata(rid, request),
             )
 
     return app
