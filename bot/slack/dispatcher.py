@@ -76,7 +76,9 @@ REASONS = {
 
 
 Key = tuple[str, str]  # a message: request id and target
-# Notices a person is waiting for (an approver to decide, the requester for the outcome) go before updates.
+# Notices a person is waiting for go before updates: first an approver's DM (a request cannot move until its
+# approvers see it), then the requester's outcome (the end of a request). Under the benchmark's burst, DMs that
+# waited behind outcomes came 2.9x the baseline's; served first, 1.3x (the outcome ~1.5x later than before).
 FIRST = (n.POST_DM, n.POST_OUTCOME)
 
 
@@ -117,9 +119,10 @@ class Dispatcher:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._queues: dict[Key, list[Claimed]] = {}  # notices held, by message, in id order
-        # Messages with a notice held and none in flight; those whose next notice someone is waiting for first.
+        # Messages with a notice held and none in flight, by what their next notice is: an approver's DM, the
+        # requester's outcome, anything else (updates, the channel's messages).
         self._ready: deque[Key] = deque()
-        self._ready_first: deque[Key] = deque()
+        self._ready_first: tuple[deque[Key], deque[Key]] = (deque(), deque())
         self._turn = 0
         self._busy: set[Key] = set()  # messages with a delivery in flight
         self._given_up: OrderedDict[Key, None] = OrderedDict()  # messages whose notices go back to the database
@@ -178,7 +181,20 @@ class Dispatcher:
             self._make_ready(key, queue[0])
 
     def _make_ready(self, key: Key, head: Claimed) -> None:
-        (self._ready_first if head.action in FIRST else self._ready).append(key)
+        if head.action in FIRST:
+            self._ready_first[FIRST.index(head.action)].append(key)
+        else:
+            self._ready.append(key)
+
+    def _next_ready(self) -> Key | None:
+        """The message whose notice goes next. Four waited-for notices to one update while both wait: under a burst
+        updates fall behind but keep going (held back entirely, their backlog took 30 MB and left messages stale for
+        seconds)."""
+        first = self._ready_first[0] or self._ready_first[1]
+        if not (first or self._ready):
+            return None
+        self._turn = (self._turn + 1) % 5
+        return (first if first and (self._turn or not self._ready) else self._ready).popleft()
 
     def _see(self, view: RequestView, refs: dict[str, tuple[str, str]]) -> None:
         """Remember a request's state if it is newer than the one known, and where its messages are."""
@@ -229,12 +245,7 @@ class Dispatcher:
                 self._claim_now, last_claim = False, time.monotonic()
                 if await self._claim(room) == room:
                     self._claim_now = True  # there may be more due
-            while (self._ready_first or self._ready) and len(in_flight) < limit:
-                # Four waited-for notices to one update while both wait: under a burst updates fall behind but keep
-                # going (held back entirely, their backlog took 30 MB and left messages stale for seconds).
-                self._turn = (self._turn + 1) % 5
-                first = self._ready_first and (self._turn or not self._ready)
-                key = (self._ready_first if first else self._ready).popleft()
+            while len(in_flight) < limit and (key := self._next_ready()) is not None:
                 notice = self._next(key)
                 if notice is None:
                     continue

@@ -1,5 +1,6 @@
 """Slack wants an ack within 3 s; a notice can wait. While a request waits for its ack, the outbox dispatcher
-starts at most ``batch_while_acking`` deliveries at a time (4), and up to ``batch`` (20) otherwise."""
+starts at most ``batch_while_acking`` deliveries at a time (4), and up to ``batch`` (20) otherwise. Of the notices
+waiting, approvers' DMs go first."""
 
 from __future__ import annotations
 
@@ -45,3 +46,28 @@ async def test_the_count_of_pending_acks_returns_to_zero(world: World) -> None:
         await world.slack.slash("UREQ", f"db-{n} <@UALICE> <@UBOB> incident 42")
         await world.slack.slash("UREQ", "help")
     assert world.bot.dispatcher.awaiting_ack == 0
+
+
+async def test_a_new_requests_dms_go_before_an_outcome_queued_earlier(world: World) -> None:
+    """Under a backlog an approver's DM goes first: the request cannot move until its approvers see it. Then the
+    requester's outcome, then updates."""
+    slack, dispatcher = world.slack, world.bot.dispatcher
+    first = await slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident 42")
+    rid = first.text.split("Request ")[1].split(" ")[0]
+    await world.settled()
+    dispatcher.batch = dispatcher.batch_while_acking = 1  # one delivery at a time: the others queue
+    slack.inject("chat.update", *[Fault.latency(0.3)] * 6)  # the approvals' updates hold the one place
+    for approver in ("UALICE", "UBOB"):
+        message = slack.dm_about(approver, rid)
+        assert message is not None
+        await slack.click(approver, message, "approve_request")
+    # The outcome is queued behind the updates; now someone else asks for access.
+    second = await slack.slash("UREQ2", "staging-db <@UALICE> <@UBOB> deploy 7")
+    rid2 = second.text.split("Request ")[1].split(" ")[0]
+    await world.settled(timeout=20)
+
+    posts = [p for m, p in slack.calls if m == "chat.postMessage" and not p.get("thread_ts")]
+    about = [(p["channel"], p["metadata"]["event_payload"]["request_id"]) for p in posts]
+    outcome = about.index(("UREQ", rid))
+    assert about.index(("UALICE", rid2)) < outcome
+    assert about.index(("UBOB", rid2)) < outcome
