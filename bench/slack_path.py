@@ -161,7 +161,7 @@ async def run(
             slack.bot_url, slack.mode = f"http://127.0.0.1:{port}/slack/events", "http"
             watch = Watch(slack)
             try:
-                await _warm_up(slack, watch)
+                await _warm_up(slack, watch, concurrency)
                 out: dict[str, list[float]] = defaultdict(list)
                 gate = asyncio.Semaphore(concurrency)
 
@@ -216,7 +216,9 @@ def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-async def _warm_up(slack: FakeSlack, watch: Watch) -> None:
+async def _warm_up(slack: FakeSlack, watch: Watch, concurrency: int) -> None:
+    """Flows before the measured ones, as many at once as will be in flight (an app's connection pools are
+    then as large as the measured load needs)."""
     out: dict[str, list[float]] = defaultdict(list)
-    await asyncio.gather(*(flow(slack, watch, 100_000 + i, out) for i in range(10)))
+    await asyncio.gather(*(flow(slack, watch, 100_000 + i, out) for i in range(max(10, concurrency))))
     await quiet(slack)
