@@ -93,7 +93,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 out["memory"] = {k: memory[k] for k in ("rss_before_mb", "rss_after_mb", "rss_flows")}
             for db_name in db_names:
                 print(f"Database path on {db_name}...", flush=True)
-                out[f"db_{db_name}"] = await db_path.run(await url(db_name, "db"), n=300)
+                out[f"db_{db_name}"] = await db_path.run_apart(await url(db_name, "db"), n=300)
                 print(f"Scale ({args.scale:,} requests) on {db_name}...", flush=True)
                 out[f"scale_{db_name}"] = await scale.run_apart(await url(db_name, "scale"), n=args.scale)
         finally:
@@ -118,6 +118,7 @@ def report(out: dict[str, Any]) -> None:
             print(
                 f"{key:<12}{mode:<13} service {svc['per_second']:>7.0f}/s p50 {svc['p50_ms']:>6.2f} ms"
                 f" | raw {raw['per_second']:>7.0f}/s p50 {raw['p50_ms']:>6.2f} ms | ratio {r['ratio']:.2f}"
+                f" (rounds: {', '.join(f'{x:.2f}' for x in r['each_round'])})"
             )
     print(f"\n== Scale: queries on {out['scale_requests']:,} requests (ms) ==")
     for key in ("scale_sqlite", "scale_postgres"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -184,29 +186,53 @@ async def _raw_pg_run(url: str, ids: list[str], in_flight: int, warm: list[str])
         await pool.close()
 
 
-async def run(url: str, *, n: int = 300) -> dict[str, Any]:
+async def run(url: str, *, n: int = 300, rounds: int = 3) -> dict[str, Any]:
+    """The service and the raw driver take turns, ``rounds`` times at each number in flight; the ratio is the
+    median of the rounds' ratios (PostgreSQL's speed drifts with what ran before, e.g. a checkpoint)."""
     db = Database(url)
     await db.upgrade()
     figures: dict[str, Any] = {}
+    raw_run = _raw_sqlite_run if db.engine.dialect.name == "sqlite" else _raw_pg_run
     try:
         for in_flight in (1, 50):
-            # Each side first runs ``in_flight`` approvals untimed, so that both measure with their connections
-            # open (opening up to 25 PostgreSQL connections inside a timed run of 300 made its ratio swing from 0.28
-            # to 0.60). The service's requests made last: the process knows their approvers, as the bot knows
-            # recent ones.
-            warm_raw, warm_service = await _requests(db, in_flight), await _requests(db, in_flight)
-            raw_ids, service_ids = await _requests(db, n), await _requests(db, n)
-            await _timed(lambda rid: _service(db, rid), warm_service, in_flight)
-            times, elapsed = await _timed(lambda rid: _service(db, rid), service_ids, in_flight)
-            service = {**summary(times), "per_second": n / elapsed}
-            raw_run = _raw_sqlite_run if db.engine.dialect.name == "sqlite" else _raw_pg_run
-            times, elapsed = await raw_run(url, raw_ids, in_flight, warm_raw)
-            raw_fig = {**summary(times), "per_second": n / elapsed}
+            service_times: list[float] = []
+            raw_times: list[float] = []
+            service_rates, raw_rates = [], []
+            for _ in range(rounds):
+                # Each side first runs ``in_flight`` approvals untimed, so that both measure with their connections
+                # open (opening up to 25 PostgreSQL connections inside a timed run of 300 made the ratio swing). The
+                # service's requests made last: the process knows their approvers, as the bot knows recent ones.
+                warm_raw, warm_service = await _requests(db, in_flight), await _requests(db, in_flight)
+                raw_ids, service_ids = await _requests(db, n), await _requests(db, n)
+                await _timed(lambda rid: _service(db, rid), warm_service, in_flight)
+                times, elapsed = await _timed(lambda rid: _service(db, rid), service_ids, in_flight)
+                service_times += times
+                service_rates.append(n / elapsed)
+                times, elapsed = await raw_run(url, raw_ids, in_flight, warm_raw)
+                raw_times += times
+                raw_rates.append(n / elapsed)
             figures[f"in_flight_{in_flight}"] = {
-                "service": service,
-                "raw": raw_fig,
-                "ratio": service["per_second"] / raw_fig["per_second"],
+                "service": {**summary(service_times), "per_second": statistics.median(service_rates)},
+                "raw": {**summary(raw_times), "per_second": statistics.median(raw_rates)},
+                "ratio": statistics.median(s / r for s, r in zip(service_rates, raw_rates, strict=True)),
+                "each_round": [s / r for s, r in zip(service_rates, raw_rates, strict=True)],
             }
     finally:
         await db.dispose()
     return figures
+
+
+async def run_apart(url: str, *, n: int = 300) -> dict[str, Any]:
+    """``run`` in a process of its own, so that its timings do not depend on what the caller ran before."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.db_path", url, str(n), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"the database path benchmark failed on {url}")
+    figures: dict[str, Any] = json.loads(out)
+    return figures
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(run(sys.argv[1], n=int(sys.argv[2])))))
