@@ -20,7 +20,8 @@ from typing import Any
 
 import asyncpg
 
-from bench import db_path, scale, slack_path
+from bench import slack_path
+from bench.stats import run_apart
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -93,9 +94,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 out["memory"] = {k: memory[k] for k in ("rss_before_mb", "rss_after_mb", "rss_flows")}
             for db_name in db_names:
                 print(f"Database path on {db_name}...", flush=True)
-                out[f"db_{db_name}"] = await db_path.run_apart(await url(db_name, "db"), n=300)
+                out[f"db_{db_name}"] = await run_apart("bench.db_path", await url(db_name, "db"), 300)
                 print(f"Scale ({args.scale:,} requests) on {db_name}...", flush=True)
-                out[f"scale_{db_name}"] = await scale.run_apart(await url(db_name, "scale"), n=args.scale)
+                out[f"scale_{db_name}"] = await run_apart("bench.scale", await url(db_name, "scale"), args.scale)
         finally:
             for name in pg_names:
                 await _drop(name)

@@ -222,17 +222,5 @@ async def run(url: str, *, n: int = 300, rounds: int = 3) -> dict[str, Any]:
     return figures
 
 
-async def run_apart(url: str, *, n: int = 300) -> dict[str, Any]:
-    """``run`` in a process of its own, so that its timings do not depend on what the caller ran before."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.db_path", url, str(n), stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"the database path benchmark failed on {url}")
-    figures: dict[str, Any] = json.loads(out)
-    return figures
-
-
 if __name__ == "__main__":
     print(json.dumps(asyncio.run(run(sys.argv[1], n=int(sys.argv[2])))))

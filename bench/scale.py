@@ -141,17 +141,5 @@ async def run(url: str, *, n: int = 100_000, samples: int = 200) -> dict[str, An
         await db.dispose()
 
 
-async def run_apart(url: str, *, n: int = 100_000) -> dict[str, Any]:
-    """``run`` in a process of its own, so the timings do not depend on what the caller did before."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.scale", url, str(n), stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"the scale benchmark failed on {url}")
-    figures: dict[str, Any] = json.loads(out)
-    return figures
-
-
 if __name__ == "__main__":
     print(json.dumps(asyncio.run(run(sys.argv[1], n=int(sys.argv[2])))))
