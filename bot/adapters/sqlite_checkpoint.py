@@ -27,18 +27,24 @@ class Checkpointer:
         self.path, self.every = path, every
         self._connection: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._running: asyncio.Future[tuple[int, int, int]] | None = None  # the checkpoint in its thread, if any
         self.checkpoints = 0  # completed, for tests and logs
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="sqlite-checkpoint")
 
     async def stop(self) -> None:
-        """Stop. The engine's connections close after this, and SQLite checkpoints the log on the last close."""
+        """Stop, after the checkpoint in progress if any (its thread cannot be cancelled, and its connection must not
+        be closed under it). The engine's connections close after this; SQLite checkpoints on the last close."""
         if self._task is not None:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._running is not None:
+            with suppress(Exception):
+                await self._running
+            self._running = None
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -46,10 +52,12 @@ class Checkpointer:
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.every)
+            self._running = asyncio.ensure_future(asyncio.to_thread(self._checkpoint))
             try:
-                await asyncio.to_thread(self._checkpoint)
+                await asyncio.shield(self._running)
             except sqlite3.Error as exc:  # e.g. the file went away: the next turn tries again
                 log.warning("SQLite checkpoint failed: %s", exc)
+            self._running = None
 
     def _checkpoint(self) -> tuple[int, int, int]:
         """One PASSIVE checkpoint; SQLite's (busy, pages in the log, pages copied). Runs in a worker thread, one

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from bot.adapters.db import Database
@@ -82,3 +85,31 @@ async def test_the_background_task_copies_the_commits_into_the_database_file(tmp
     finally:
         await db.dispose()
     assert requests_in_database_file(path) == 5
+
+
+async def test_stopping_waits_for_the_checkpoint_in_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint runs in a thread that cannot be cancelled: stopping waits for it before closing its
+    connection (closing a connection in use fails, and the bot's shutdown with it)."""
+    path = tmp_path / "bot.db"
+    db = Database(sqlite_url(path), background_checkpoints=True)
+    checkpointer = db.checkpointer
+    assert checkpointer is not None
+    checkpointer.every = 0.01
+    await db.upgrade()
+    await create(db, 1)
+    running, finished = threading.Event(), threading.Event()
+    slow = checkpointer._checkpoint
+
+    def slow_checkpoint() -> tuple[int, int, int]:
+        running.set()
+        time.sleep(0.3)
+        result = slow()
+        finished.set()
+        return result
+
+    monkeypatch.setattr(checkpointer, "_checkpoint", slow_checkpoint)
+    db.start()
+    assert await asyncio.to_thread(running.wait, 5)
+    await db.dispose()  # while the checkpoint sleeps in its thread
+    assert finished.is_set()
+    assert requests_in_database_file(path) == 1
