@@ -79,20 +79,23 @@ def create_engine(
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # The driver must not issue its own deferred BEGIN (``_sqlite_on_begin`` issues ours): the connections are
     # opened with isolation_level=None.
-    cursor = dbapi_connection.cursor()
-    for pragma in (
+    _pragmas(
+        dbapi_connection,
         "PRAGMA journal_mode=WAL",
         "PRAGMA synchronous=NORMAL",
         "PRAGMA busy_timeout=0",  # waiting for a lock is ``sqlite_inline``'s, outside SQLite
         "PRAGMA foreign_keys=ON",
-    ):
-        cursor.execute(pragma)
-    cursor.close()
+    )
 
 
 def _sqlite_no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    _pragmas(dbapi_connection, "PRAGMA wal_autocheckpoint=0")
+
+
+def _pragmas(dbapi_connection: Any, *pragmas: str) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    for pragma in pragmas:
+        cursor.execute(pragma)
     cursor.close()
 
 

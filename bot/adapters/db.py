@@ -20,11 +20,12 @@ class Database:
 
     def __init__(self, url: str, *, background_checkpoints: bool = False) -> None:
         self.url = url
-        path = make_url(url).database if is_sqlite(url) else None
+        sqlite = is_sqlite(url)
+        path = make_url(url).database if sqlite else None
         self.checkpointer = Checkpointer(path) if background_checkpoints and path else None
         self.engine: AsyncEngine = create_engine(url, checkpoints_elsewhere=self.checkpointer is not None)
         self.session_factory = create_session_factory(self.engine)
-        self._write_lock = asyncio.Lock() if is_sqlite(url) else None
+        self._write_lock = asyncio.Lock() if sqlite else None
         self.read_engine: AsyncEngine = create_engine(url, read_only=True)  # for units that only read
         self.read_session_factory = create_session_factory(self.read_engine)
         self.handover: Handover | None = None  # the outbox dispatcher, which units hand their notices to

@@ -27,8 +27,7 @@ class Checkpointer:
         self.path, self.every = path, every
         self._connection: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
-        self._running: asyncio.Future[tuple[int, int, int]] | None = None  # the checkpoint in its thread, if any
-        self.checkpoints = 0  # completed, for tests and logs
+        self._running: asyncio.Future[None] | None = None  # the checkpoint in its thread, if any
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="sqlite-checkpoint")
@@ -59,12 +58,9 @@ class Checkpointer:
                 log.warning("SQLite checkpoint failed: %s", exc)
             self._running = None
 
-    def _checkpoint(self) -> tuple[int, int, int]:
-        """One PASSIVE checkpoint; SQLite's (busy, pages in the log, pages copied). Runs in a worker thread, one
-        at a time (the loop awaits each before the next)."""
+    def _checkpoint(self) -> None:
+        """One PASSIVE checkpoint. Runs in a worker thread, one at a time (the loop awaits each before the next)."""
         if self._connection is None:
             # timeout=0: a checkpoint that finds another running returns at once (busy) and is tried next turn.
             self._connection = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
-        busy, logged, copied = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        self.checkpoints += 1
-        return int(busy), int(logged), int(copied)
+        self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
