@@ -129,10 +129,14 @@ class Dispatcher:
         # Notices held or in flight, by id: by when each must have started. A lease must not run out while its
         # notice waits here (another process could claim it); past half the lease it goes back instead.
         self._held: dict[int, float] = {}
+        self._owed: dict[str, int] = {}  # notices held or in flight, by request
         self._claim_now = True
-        # The newest state seen of recent requests and where their messages are: what a delivery renders.
-        self._views: OrderedDict[str, RequestView] = OrderedDict()
-        self._refs: OrderedDict[str, dict[str, tuple[str, str]]] = OrderedDict()
+        # The newest state seen of requests and where their messages are: what a delivery renders. Kept while a
+        # request has notices held here (however far behind a burst leaves them: read back, the four statements
+        # of a request's context cost more than its delivery), then for the ``remember`` most recent others.
+        self._views: dict[str, RequestView] = {}
+        self._refs: dict[str, dict[str, tuple[str, str]]] = {}
+        self._recent: OrderedDict[str, None] = OrderedDict()  # requests known here and owed nothing, oldest first
         # Bookkeeping recorded together by the next group commit.
         self._delivered: list[delivery.Delivery] = []
         self._superseded: list[Claimed] = []
@@ -175,6 +179,10 @@ class Dispatcher:
             self._schedule_flush()
             return
         self._held[notice.id] = time.monotonic() + self.lease.total_seconds() / 2
+        rid = notice.request_id
+        if rid not in self._owed:
+            self._recent.pop(rid, None)  # kept until its last notice here is done
+        self._owed[rid] = self._owed.get(rid, 0) + 1
         queue = self._queues.setdefault(key, [])
         insort(queue, notice, key=attrgetter("id"))
         if len(queue) == 1 and key not in self._busy:
@@ -201,13 +209,30 @@ class Dispatcher:
         known = self._views.get(view.id)
         if known is None or _version(view) >= _version(known):
             self._views[view.id] = view
-        self._views.move_to_end(view.id)
-        places = self._refs.setdefault(view.id, {})
-        places.update(refs)
-        self._refs.move_to_end(view.id)
-        for cache in (self._views, self._refs):
-            while len(cache) > self.remember:
-                cache.popitem(last=False)
+        self._refs.setdefault(view.id, {}).update(refs)
+        self._recently(view.id)
+
+    def _recently(self, rid: str) -> None:
+        """Note that a request owed nothing here was seen; forget the oldest such beyond ``remember``."""
+        if rid in self._owed:
+            return
+        self._recent[rid] = None
+        self._recent.move_to_end(rid)
+        while len(self._recent) > self.remember:
+            old, _ = self._recent.popitem(last=False)
+            self._views.pop(old, None)
+            self._refs.pop(old, None)
+
+    def _unhold(self, notice_id: int, rid: str) -> None:
+        """A notice is no longer held here (done, superseded, given back)."""
+        if self._held.pop(notice_id, None) is None:
+            return
+        left = self._owed[rid] - 1
+        if left:
+            self._owed[rid] = left
+        else:
+            del self._owed[rid]
+            self._recently(rid)
 
     async def _claim(self, room: int) -> int:
         """Claim due notices from the database (after a crash, a retry, another process's turn) and read their
@@ -277,7 +302,7 @@ class Dispatcher:
         while len(self._given_up) > self.remember:
             self._given_up.popitem(last=False)
         for notice in (*first, *self._queues.pop(key, [])):
-            self._held.pop(notice.id, None)
+            self._unhold(notice.id, notice.request_id)
             self._released.append(notice)
         self._schedule_flush()
 
@@ -290,7 +315,7 @@ class Dispatcher:
         notice = queue.pop(0)
         while notice.action in UPDATES and any(later.action == notice.action for later in queue):
             self._superseded.append(notice)
-            self._held.pop(notice.id, None)
+            self._unhold(notice.id, notice.request_id)
             self._schedule_flush()
             notice = queue.pop(0)
         if not queue:
@@ -303,7 +328,7 @@ class Dispatcher:
         def done(task: asyncio.Task[None]) -> None:
             in_flight.discard(task)
             self._busy.discard(key)
-            self._held.pop(notice_id, None)
+            self._unhold(notice_id, key[0])
             if key in self._queues:
                 self._make_ready(key, self._queues[key][0])  # the message's next notice
             if not task.cancelled() and task.exception() is not None:
