@@ -111,6 +111,8 @@ def _begin(connection: Any, sql: str) -> None:
     # Straight to the driver (sqlite_inline: runs now, waits for a lock held elsewhere without blocking the loop):
     # through SQLAlchemy's execution machinery a BEGIN cost as much CPU as the rest of a small unit of work.
     inline = connection.connection.driver_connection
+    if inline._conn.in_transaction:
+        return  # begun on the driver (``sqlite_writer``): the session joins that transaction
     await_only(inline._execute(inline._conn.execute, sql))
 
 

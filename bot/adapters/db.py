@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.adapters import migrate
 from bot.adapters.database import create_engine, create_session_factory, is_sqlite
 from bot.adapters.sqlite_checkpoint import Checkpointer
+from bot.adapters.sqlite_writer import SqliteWriter
 from bot.service_layer.unit_of_work import Handover, SqlUnitOfWork
 
 
@@ -26,13 +27,16 @@ class Database:
         self.engine: AsyncEngine = create_engine(url, checkpoints_elsewhere=self.checkpointer is not None)
         self.session_factory = create_session_factory(self.engine)
         self._write_lock = asyncio.Lock() if sqlite else None
+        self.writer = SqliteWriter(self.engine) if sqlite else None  # the writing units' one connection
         self.read_engine: AsyncEngine = create_engine(url, read_only=True)  # for units that only read
         self.read_session_factory = create_session_factory(self.read_engine)
         self.handover: Handover | None = None  # the outbox dispatcher, which units hand their notices to
 
     def uow(self) -> SqlUnitOfWork:
         """A new Unit of Work; pass this method where a UoW factory is wanted."""
-        return SqlUnitOfWork(self.session_factory, self._write_lock, self.handover, self.read_session_factory)
+        return SqlUnitOfWork(
+            self.session_factory, self._write_lock, self.handover, self.read_session_factory, writer=self.writer
+        )
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
@@ -50,5 +54,7 @@ class Database:
     async def dispose(self) -> None:
         if self.checkpointer is not None:
             await self.checkpointer.stop()
+        if self.writer is not None:
+            await self.writer.close()
         await self.engine.dispose()
         await self.read_engine.dispose()

@@ -192,7 +192,7 @@ class Driver:
         try:
             await adapted._call_and_discard(adapted._transaction.commit)
         except asyncpg.PostgresError as exc:
-            raise _translated(exc, "COMMIT", ()) from exc
+            raise translated(exc, "COMMIT", ()) from exc
 
     async def _open(self) -> tuple[Any, Dialect]:
         if self._connection is None:
@@ -237,7 +237,7 @@ class Driver:
             else:
                 await connection.executemany(prepared.sql, batch)
         except (sqlite3.Error, asyncpg.PostgresError) as exc:
-            raise _translated(exc, prepared.sql, batch) from exc
+            raise translated(exc, prepared.sql, batch) from exc
 
 
 def checkout(session: Session) -> tuple[Any, Any, Dialect]:
@@ -267,7 +267,7 @@ async def _run(connection: Any, dialect: Dialect, sql: str, args: tuple[Any, ...
         status = await connection.execute(sql, *args)  # e.g. "UPDATE 1"
         return int(status.rsplit(" ", 1)[-1])
     except (sqlite3.Error, asyncpg.PostgresError) as exc:
-        raise _translated(exc, sql, args) from exc
+        raise translated(exc, sql, args) from exc
 
 
 def _sqlite(connection: sqlite3.Connection, sql: str, args: tuple[Any, ...], fetch: bool) -> Any:
@@ -278,7 +278,7 @@ def _sqlite(connection: sqlite3.Connection, sql: str, args: tuple[Any, ...], fet
         cursor.close()
 
 
-def _translated(exc: Exception, sql: str, args: Any) -> DBAPIError:
+def translated(exc: Exception, sql: str, args: Any) -> DBAPIError:
     """The error SQLAlchemy would have raised, so callers catch one kind whichever path ran the statement."""
     if isinstance(exc, sqlite3.IntegrityError | asyncpg.IntegrityConstraintViolationError):
         return IntegrityError(sql, args, exc)

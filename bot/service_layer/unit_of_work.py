@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
@@ -28,6 +28,7 @@ from bot.adapters.repository import (
     SqlMessageLog,
     SqlRequestRepository,
 )
+from bot.adapters.sqlite_writer import SqliteWriter
 from bot.domain.events import Event
 from bot.service_layer import notices
 from bot.service_layer.results import RequestView
@@ -145,8 +146,10 @@ class AbstractUnitOfWork(abc.ABC):
 
 class SqlUnitOfWork(AbstractUnitOfWork):
     """One AsyncSession per unit, made by the injected factory; never shared across tasks. On SQLite, units
-    that write take ``write_lock`` (one writer at a time in this process); reading units use
-    ``read_session_factory`` (deferred transactions, WAL lets them run beside the writer)."""
+    that write take ``write_lock`` (one writer at a time in this process) and, given the process's ``writer``,
+    run on its one connection, begun and committed on the driver (the unit's session joins that transaction if
+    a repository uses it); reading units use ``read_session_factory`` (deferred transactions, WAL lets them run
+    beside the writer)."""
 
     def __init__(
         self,
@@ -154,12 +157,16 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         write_lock: asyncio.Lock | None = None,
         handover: Handover | None = None,
         read_session_factory: async_sessionmaker[AsyncSession] | None = None,
+        *,
+        writer: SqliteWriter | None = None,
     ) -> None:
         super().__init__(handover)
         self._session_factory = session_factory
         self._read_session_factory = read_session_factory or session_factory
         self._write_lock = write_lock
         self._holding = False
+        self._writer = writer if write_lock is not None else None  # its connection is the lock holder's
+        self._on_writer: Any = None  # the writer's driver connection, while this unit's transaction is open on it
         # SQLite files do not go away under us; a PostgreSQL server may restart between two units.
         self._check_connection = session_factory.kw["bind"].dialect.name != "sqlite"
 
@@ -168,9 +175,16 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             await self._write_lock.acquire()
             self._holding = True
         try:
-            self.session = (self._read_session_factory if read_only else self._session_factory)()
             self._closed, self._transaction = False, None
-            self.driver = Driver(self.session)  # the unit's hot statements, on the session's connection
+            if self._writer is not None and not read_only:
+                connection, self._on_writer, dialect = await self._writer.begin()
+                # Begins (joining the writer's transaction) only if a repository uses it.
+                self.session = AsyncSession(bind=connection, expire_on_commit=False, autoflush=False)
+                self.driver = Driver(self.session)
+                self.driver.use(self._on_writer, dialect)
+            else:
+                self.session = (self._read_session_factory if read_only else self._session_factory)()
+                self.driver = Driver(self.session)  # the unit's hot statements, on the session's connection
             if self._check_connection and not read_only:
                 await self._live_transaction()  # may start again on a fresh session
             driver = self.driver
@@ -209,7 +223,14 @@ class SqlUnitOfWork(AbstractUnitOfWork):
     # commit and rollback each close the session in the same crossing (closing rolls back what is not committed).
     async def _commit(self) -> None:
         await self.driver.write_deferred()  # rows no statement took along (e.g. a unit that only audits)
-        if self._transaction is not None:
+        if self._on_writer is not None:
+            assert self._writer is not None
+            if self.session.in_transaction():
+                await self.session.run_sync(_commit_and_close)  # a session that joined commits for both
+            else:
+                await self._writer.commit(self._on_writer)
+            self._on_writer = None
+        elif self._transaction is not None:
             # PostgreSQL: COMMIT on the transaction the unit began, without SQLAlchemy's commit machinery; closing
             # the session then finds nothing left to roll back and returns the connection to the pool.
             await self.driver.commit(self._transaction)
@@ -220,13 +241,22 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self._closed = True
 
     async def _rollback(self) -> None:
-        await self.session.run_sync(Session.close)
+        if self._on_writer is not None:
+            assert self._writer is not None
+            driver_connection, self._on_writer = self._on_writer, None
+            try:
+                if self.session.in_transaction():
+                    await self.session.run_sync(Session.close)  # a session that joined rolls back for both
+            finally:
+                await self._writer.rollback(driver_connection)
+        else:
+            await self.session.run_sync(Session.close)
         self._closed = True
 
     async def _end(self) -> None:
         try:
-            if not self._closed:
-                await self.session.close()
+            if self._on_writer is not None or not self._closed:
+                await self._rollback()
         finally:
             self._release()
 
