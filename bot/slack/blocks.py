@@ -51,6 +51,11 @@ def summary_text(view: RequestView) -> str:
 
 def _summary(view: RequestView) -> list[Block]:
     """Everything about a request; the justification spans up to 4 blocks, so escaping never cuts it."""
+    return [*_head(view), *_state(view)]
+
+
+def _head(view: RequestView) -> list[Block]:
+    """The part of the summary a request keeps from its creation on: who asks, for what, why."""
     others = ", ".join(t.user(a.user_id) for a in view.approvers)
     return [
         HeaderBlock(block_id="title", text=t.plain(f"Access request {view.id}", 150)),
@@ -70,6 +75,12 @@ def _summary(view: RequestView) -> list[Block]:
             )
             for i, piece in enumerate(t.safe_chunks(view.justification, 2880, most=4))
         ),
+    ]
+
+
+def _state(view: RequestView) -> list[Block]:
+    """The part that changes with each decision: where the request stands."""
+    return [
         SectionBlock(block_id="progress", text=MarkdownTextObject(text=progress(view))),
         ContextBlock(
             block_id="meta",
@@ -88,12 +99,35 @@ def _summary(view: RequestView) -> list[Block]:
 Json = dict[str, Any]
 
 
+class _Head:
+    """A request state, equal to another of the same request when their ``_head`` is the same."""
+
+    __slots__ = ("key", "view")
+
+    def __init__(self, view: RequestView) -> None:
+        self.view = view
+        self.key: tuple[object, ...] = (view.id, view.requester_id, view.resource, view.duration_minutes)
+        self.key += (view.approvers, view.justification)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Head) and other.key == self.key
+
+
+@lru_cache(maxsize=256)
+def _head_json(head: _Head) -> tuple[Json, ...]:
+    return tuple(block.to_dict() for block in _head(head.view))
+
+
 @lru_cache(maxsize=256)
 def _summary_json(view: RequestView) -> tuple[Json, ...]:
-    """``_summary`` as Slack's JSON, kept for the last few request states: both approvers' DMs, the channel message
-    and the requester's notice show the same summary of the same state, and turning Block Kit objects into JSON
-    (validating them) cost more than anything else the bot does per message."""
-    return tuple(block.to_dict() for block in _summary(view))
+    """``_summary`` as Slack's JSON, kept for the last few request states (its head for the last few requests):
+    both approvers' DMs, the channel message and the requester's notice show the same summary of the same state,
+    every state of a request the same head, and turning Block Kit objects into JSON (validating them) cost more
+    than anything else the bot does per message."""
+    return (*_head_json(_Head(view)), *(block.to_dict() for block in _state(view)))
 
 
 def progress(view: RequestView) -> str:
