@@ -118,6 +118,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._running = False  # the loop has started: deliveries may start
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._queues: dict[Key, list[Claimed]] = {}  # notices held, by message, in id order
         # Messages with a notice held and none in flight, by what their next notice is: an approver's DM, the
         # requester's outcome, anything else (updates, the channel's messages).
@@ -166,6 +168,8 @@ class Dispatcher:
         for notice in leased:
             self._hold(notice)
         self._claim_now |= others
+        if any(notice.action == n.POST_DM for notice in leased):
+            self._start_ready()  # an approver's DM: started now, not after the loop's next turn
         self._wake.set()
 
     def _hold(self, notice: Claimed) -> None:
@@ -260,29 +264,18 @@ class Dispatcher:
     async def _loop(self) -> None:
         """Keep up to ``batch`` deliveries in flight, one per message; claim from the database on the sweep, and
         at once when there may be notices no unit handed over."""
-        in_flight: set[asyncio.Task[None]] = set()
+        in_flight = self._in_flight
         last_claim = -math.inf
+        self._running = True
         while not self._stopping:
             self._wake.clear()
-            limit = self.batch_while_acking if self.awaiting_ack else self.batch
-            room = limit - len(in_flight)
+            room = self._limit() - len(in_flight)
             if room > 0 and (self._claim_now or time.monotonic() - last_claim >= self.sweep_every):
                 self._claim_now, last_claim = False, time.monotonic()
                 if await self._claim(room) == room:
                     self._claim_now = True  # there may be more due
-            while len(in_flight) < limit and (key := self._next_ready()) is not None:
-                notice = self._next(key)
-                if notice is None:
-                    continue
-                if time.monotonic() > self._held[notice.id]:
-                    self._give_back(key, notice)  # waited too long here: claimed again, with a fresh lease
-                    self._claim_soon()
-                    continue
-                self._busy.add(key)
-                task = asyncio.create_task(self._deliver(notice))
-                in_flight.add(task)
-                task.add_done_callback(self._finished(in_flight, key, notice.id))
-            if self._claim_now and len(in_flight) < limit:
+            self._start_ready()
+            if self._claim_now and len(in_flight) < self._limit():
                 continue
             try:
                 await asyncio.wait_for(self._wake.wait(), max(0.0, self.sweep_every - (time.monotonic() - last_claim)))
@@ -294,6 +287,30 @@ class Dispatcher:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self._flush()
+
+    def _limit(self) -> int:
+        return self.batch_while_acking if self.awaiting_ack else self.batch
+
+    def _start_ready(self) -> None:
+        """Start deliveries of the messages ready, up to the limit: from the loop, and as a unit hands over an
+        approver's DM, which then starts one turn of the event loop after its request's commit instead of two or
+        three (the loop's wake-up, then the task's start): at 5 in flight both DMs 7.7 -> 7.2 ms. Started this way
+        for every notice handed over or delivery finished, the bot used more CPU per flow (8.0 ms against 7.7)."""
+        if not self._running or self._stopping:
+            return
+        limit, in_flight = self._limit(), self._in_flight
+        while len(in_flight) < limit and (key := self._next_ready()) is not None:
+            notice = self._next(key)
+            if notice is None:
+                continue
+            if time.monotonic() > self._held[notice.id]:
+                self._give_back(key, notice)  # waited too long here: claimed again, with a fresh lease
+                self._claim_soon()
+                continue
+            self._busy.add(key)
+            task = asyncio.create_task(self._deliver(notice))
+            in_flight.add(task)
+            task.add_done_callback(self._finished(in_flight, key, notice.id))
 
     def _give_back(self, key: Key, *first: Claimed) -> None:
         """Release the message's notices held here (``first`` and those queued): they are claimed again from the

@@ -71,3 +71,25 @@ async def test_a_new_requests_dms_go_before_an_outcome_queued_earlier(world: Wor
     outcome = about.index(("UREQ", rid))
     assert about.index(("UALICE", rid2)) < outcome
     assert about.index(("UBOB", rid2)) < outcome
+
+
+async def test_a_new_requests_dms_do_not_wait_for_the_dispatchers_loop(world: World) -> None:
+    """The unit that stores a request starts its DMs' deliveries itself: they do not wait for the dispatcher's
+    loop, busy here with a claim from the database that does not end."""
+    dispatcher, release = world.bot.dispatcher, asyncio.Event()
+    claiming = asyncio.Event()
+
+    async def endless_claim(room: int) -> int:
+        claiming.set()
+        await release.wait()
+        return 0
+
+    dispatcher._claim = endless_claim  # type: ignore[method-assign]
+    dispatcher._claim_soon()
+    try:
+        await asyncio.wait_for(claiming.wait(), 5)
+        reply = await world.slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident 42")
+        rid = reply.text.split("Request ")[1].split(" ")[0]
+        await eventually(lambda: all(world.slack.dm_about(a, rid) is not None for a in ("UALICE", "UBOB")))
+    finally:
+        release.set()
