@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.adapters import migrate
 from bot.adapters.database import create_engine, create_session_factory, is_sqlite
+from bot.adapters.pg_connections import PgConnections
 from bot.adapters.sqlite_checkpoint import Checkpointer
 from bot.adapters.sqlite_writer import SqliteWriter
 from bot.service_layer.unit_of_work import Handover, SqlUnitOfWork
@@ -28,6 +29,8 @@ class Database:
         self.session_factory = create_session_factory(self.engine)
         self._write_lock = asyncio.Lock() if sqlite else None
         self.writer = SqliteWriter(self.engine) if sqlite else None  # the writing units' one connection
+        # PostgreSQL: the writing units' connections, kept (as many as the pool keeps open)
+        self.pg = None if sqlite else PgConnections(self.engine, keep=self.engine.pool.size())  # type: ignore[attr-defined]
         self.read_engine: AsyncEngine = create_engine(url, read_only=True)  # for units that only read
         self.read_session_factory = create_session_factory(self.read_engine)
         self.handover: Handover | None = None  # the outbox dispatcher, which units hand their notices to
@@ -35,7 +38,12 @@ class Database:
     def uow(self) -> SqlUnitOfWork:
         """A new Unit of Work; pass this method where a UoW factory is wanted."""
         return SqlUnitOfWork(
-            self.session_factory, self._write_lock, self.handover, self.read_session_factory, writer=self.writer
+            self.session_factory,
+            self._write_lock,
+            self.handover,
+            self.read_session_factory,
+            writer=self.writer,
+            pg=self.pg,
         )
 
     async def ping(self) -> None:
@@ -56,5 +64,7 @@ class Database:
             await self.checkpointer.stop()
         if self.writer is not None:
             await self.writer.close()
+        if self.pg is not None:
+            await self.pg.close()
         await self.engine.dispose()
         await self.read_engine.dispose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot.adapters.driver import Driver, checkout
 from bot.adapters.outbox import AbstractOutbox, Claimed, Lease, SqlOutbox
+from bot.adapters.pg_connections import PgConnections
 from bot.adapters.repository import (
     AbstractAuditLog,
     AbstractDeliveryLog,
@@ -159,6 +161,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         read_session_factory: async_sessionmaker[AsyncSession] | None = None,
         *,
         writer: SqliteWriter | None = None,
+        pg: PgConnections | None = None,
     ) -> None:
         super().__init__(handover)
         self._session_factory = session_factory
@@ -167,6 +170,8 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self._holding = False
         self._writer = writer if write_lock is not None else None  # its connection is the lock holder's
         self._on_writer: Any = None  # the writer's driver connection, while this unit's transaction is open on it
+        self._pg = pg
+        self._pg_connection: Any = None  # a kept PostgreSQL connection, while this unit's transaction is open on it
         # SQLite files do not go away under us; a PostgreSQL server may restart between two units.
         self._check_connection = session_factory.kw["bind"].dialect.name != "sqlite"
 
@@ -182,10 +187,17 @@ class SqlUnitOfWork(AbstractUnitOfWork):
                 self.session = AsyncSession(bind=connection, expire_on_commit=False, autoflush=False)
                 self.driver = Driver(self.session)
                 self.driver.use(self._on_writer, dialect)
+            elif self._pg is not None and not read_only:
+                connection, self._transaction, driver_connection, dialect = await self._pg.begin()
+                self._pg_connection = connection
+                # Begins (joining the transaction begun on the adapter) only if a repository uses it.
+                self.session = AsyncSession(bind=connection, expire_on_commit=False, autoflush=False)
+                self.driver = Driver(self.session)
+                self.driver.use(driver_connection, dialect)
             else:
                 self.session = (self._read_session_factory if read_only else self._session_factory)()
                 self.driver = Driver(self.session)  # the unit's hot statements, on the session's connection
-            if self._check_connection and not read_only:
+            if self._check_connection and not read_only and self._pg_connection is None:
                 await self._live_transaction()  # may start again on a fresh session
             driver = self.driver
             self.requests = SqlRequestRepository(self.session, driver)
@@ -230,6 +242,9 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             else:
                 await self._writer.commit(self._on_writer)
             self._on_writer = None
+        elif self._pg_connection is not None:
+            await self._commit_kept()
+            return
         elif self._transaction is not None:
             # PostgreSQL: COMMIT on the transaction the unit began, without SQLAlchemy's commit machinery; closing
             # the session then finds nothing left to roll back and returns the connection to the pool.
@@ -240,7 +255,40 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             await self.session.run_sync(_commit_and_close)
         self._closed = True
 
+    async def _commit_kept(self) -> None:
+        """Commit on a kept PostgreSQL connection (through the session if it joined) and give it back."""
+        assert self._pg is not None
+        connection, adapted = self._pg_connection, self._transaction
+        self._pg_connection = self._transaction = None
+        try:
+            if self.session.in_transaction():
+                try:
+                    await self.session.run_sync(_commit_and_close)  # a session that joined commits for both
+                except BaseException:
+                    with suppress(Exception):
+                        await self.session.run_sync(Session.close)
+                    raise
+                finally:
+                    await self._pg.end(connection, adapted, commit=False)  # nothing left open: kept
+            else:
+                await self._pg.end(connection, adapted, commit=True)
+        finally:
+            self._closed = True
+
     async def _rollback(self) -> None:
+        if self._closed:
+            return  # ended already (a commit that failed on a kept connection)
+        if self._pg_connection is not None:
+            assert self._pg is not None
+            connection, adapted = self._pg_connection, self._transaction
+            self._pg_connection = self._transaction = None
+            try:
+                if self.session.in_transaction():
+                    await self.session.run_sync(Session.close)  # a session that joined rolls back for both
+            finally:
+                await self._pg.end(connection, adapted, commit=False)
+            self._closed = True
+            return
         if self._on_writer is not None:
             assert self._writer is not None
             driver_connection, self._on_writer = self._on_writer, None
