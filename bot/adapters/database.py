@@ -36,8 +36,8 @@ def create_engine(
     kwargs.setdefault("pool_reset_on_return", None)
     if not is_sqlite(url):
         # Readers ping on checkout (one round trip in autocommit). For writers the pool's ping would cost three
-        # (BEGIN; ping; ROLLBACK) before the unit's own BEGIN: the Unit of Work checks the connection inside its
-        # transaction instead and starts again on a fresh one if it was dropped (see SqlUnitOfWork._begin).
+        # (BEGIN; ping; ROLLBACK) before the unit's own BEGIN: a unit's BEGIN finds a dropped connection instead,
+        # and the unit starts again on a fresh one (see pg_connections).
         kwargs.setdefault("pool_pre_ping", read_only)
         # A burst keeps more units open at once than the default pool of 5 (+10 overflow): units waiting for a
         # connection made acks 40% slower in the benchmark. At most 25 writing and 15 reading connections per

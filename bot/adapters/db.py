@@ -28,23 +28,17 @@ class Database:
         self.engine: AsyncEngine = create_engine(url, checkpoints_elsewhere=self.checkpointer is not None)
         self.session_factory = create_session_factory(self.engine)
         self._write_lock = asyncio.Lock() if sqlite else None
-        self.writer = SqliteWriter(self.engine) if sqlite else None  # the writing units' one connection
-        # PostgreSQL: the writing units' connections, kept (as many as the pool keeps open)
-        self.pg = None if sqlite else PgConnections(self.engine, keep=self.engine.pool.size())  # type: ignore[attr-defined]
+        # The writing units' connections: SQLite's one, or PostgreSQL's, kept (as many as the pool keeps open).
+        self.kept: SqliteWriter | PgConnections = (
+            SqliteWriter(self.engine) if sqlite else PgConnections(self.engine, keep=self.engine.pool.size())  # type: ignore[attr-defined]
+        )
         self.read_engine: AsyncEngine = create_engine(url, read_only=True)  # for units that only read
         self.read_session_factory = create_session_factory(self.read_engine)
         self.handover: Handover | None = None  # the outbox dispatcher, which units hand their notices to
 
     def uow(self) -> SqlUnitOfWork:
         """A new Unit of Work; pass this method where a UoW factory is wanted."""
-        return SqlUnitOfWork(
-            self.session_factory,
-            self._write_lock,
-            self.handover,
-            self.read_session_factory,
-            writer=self.writer,
-            pg=self.pg,
-        )
+        return SqlUnitOfWork(self.kept, self.read_session_factory, write_lock=self._write_lock, handover=self.handover)
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
@@ -62,9 +56,6 @@ class Database:
     async def dispose(self) -> None:
         if self.checkpointer is not None:
             await self.checkpointer.stop()
-        if self.writer is not None:
-            await self.writer.close()
-        if self.pg is not None:
-            await self.pg.close()
+        await self.kept.close()
         await self.engine.dispose()
         await self.read_engine.dispose()

@@ -212,13 +212,6 @@ class Driver:
         """Run on ``connection`` (the session's, already checked out and begun by the Unit of Work)."""
         self._connection, self._dialect = connection, dialect
 
-    async def commit(self, adapted: Any) -> None:
-        """COMMIT the transaction SQLAlchemy's asyncpg adapter ``adapted`` began, as its own commit would."""
-        try:
-            await adapted._call_and_discard(adapted._transaction.commit)
-        except asyncpg.PostgresError as exc:
-            raise translated(exc, "COMMIT", ()) from exc
-
     async def _open(self) -> tuple[Any, Dialect]:
         if self._connection is None:
             # Taking the session's connection begins its transaction (BEGIN IMMEDIATE on SQLite).
@@ -263,6 +256,14 @@ class Driver:
                 await connection.executemany(prepared.sql, batch)
         except (sqlite3.Error, asyncpg.PostgresError) as exc:
             raise translated(exc, prepared.sql, batch) from exc
+
+
+async def commit_adapted(adapted: Any) -> None:
+    """COMMIT the transaction SQLAlchemy's asyncpg adapter ``adapted`` began, as its own commit would."""
+    try:
+        await adapted._call_and_discard(adapted._transaction.commit)
+    except asyncpg.PostgresError as exc:
+        raise translated(exc, "COMMIT", ()) from exc
 
 
 def checkout(session: Session) -> tuple[Any, Any, Dialect]:

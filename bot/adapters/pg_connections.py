@@ -14,10 +14,13 @@ been done yet, so the connections kept are dropped (they are as dead) and the un
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.adapters.driver import commit_adapted
+from bot.adapters.kept import Kept
 
 log = logging.getLogger("bot.postgres")
 
@@ -27,9 +30,8 @@ class PgConnections:
         self.engine, self.keep = engine, keep
         self._free: list[AsyncConnection] = []
 
-    async def begin(self) -> tuple[AsyncConnection, Any, Any, Dialect]:
-        """A connection with a transaction begun: it, SQLAlchemy's adapter of it, asyncpg's connection, the
-        dialect."""
+    async def begin(self) -> Kept:
+        """A kept connection (or a new one) with a transaction begun on SQLAlchemy's asyncpg adapter of it."""
         for attempt in (1, 2):
             connection = self._free.pop() if self._free else await self.engine.connect()
             adapted: Any = connection.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
@@ -43,15 +45,15 @@ class PgConnections:
                 log.warning("PostgreSQL: a kept connection was dropped; reconnecting")
                 await self.close()  # the others are as dead
                 continue
-            return connection, adapted, adapted._connection, connection.dialect
+            return Kept(connection, adapted._connection, connection.dialect, partial(self._end, connection, adapted))
         raise AssertionError("unreachable")
 
-    async def end(self, connection: AsyncConnection, adapted: Any, *, commit: bool) -> None:
+    async def _end(self, connection: AsyncConnection, adapted: Any, commit: bool) -> None:
         """COMMIT (as the adapter's own commit would) or roll back what is still open (a session that joined may
         have ended it already), then keep the connection; one that fails to roll back is dropped."""
         if commit and adapted._transaction is not None:
             try:
-                await adapted._call_and_discard(adapted._transaction.commit)
+                await commit_adapted(adapted)
             except BaseException:
                 await self._discard(connection)
                 raise

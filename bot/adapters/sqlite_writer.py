@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from functools import partial
 from typing import Any
 
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.adapters.driver import translated
+from bot.adapters.kept import Kept
 
 
 class SqliteWriter:
@@ -27,9 +28,9 @@ class SqliteWriter:
         self._connection: AsyncConnection | None = None
         self._opening = asyncio.Lock()
 
-    async def begin(self) -> tuple[AsyncConnection, Any, Dialect]:
-        """BEGIN IMMEDIATE on the writing connection (opened on first use); returns it, its driver connection
-        (``sqlite_inline``'s, which waits for a lock held elsewhere without blocking the loop) and the dialect."""
+    async def begin(self) -> Kept:
+        """BEGIN IMMEDIATE on the writing connection (opened on first use). Its driver connection is
+        ``sqlite_inline``'s, which waits for a lock held elsewhere without blocking the loop."""
         if self._connection is None:
             async with self._opening:
                 if self._connection is None:
@@ -37,12 +38,19 @@ class SqliteWriter:
         connection = self._connection
         driver = connection.sync_connection.connection.driver_connection  # type: ignore[union-attr]
         await self._run(driver, "BEGIN IMMEDIATE")
-        return connection, driver, connection.dialect
+        return Kept(connection, driver, connection.dialect, partial(self._end, driver))
 
-    async def commit(self, driver: Any) -> None:
-        await self._run(driver, "COMMIT")
+    async def _end(self, driver: Any, commit: bool) -> None:
+        if commit:
+            try:
+                await self._run(driver, "COMMIT")
+                return
+            except BaseException:
+                await self._rollback(driver)
+                raise
+        await self._rollback(driver)
 
-    async def rollback(self, driver: Any) -> None:
+    async def _rollback(self, driver: Any) -> None:
         """Roll back what is still open (a session that joined may have ended it already)."""
         if driver._conn is not None and driver._conn.in_transaction:
             await self._run(driver, "ROLLBACK")

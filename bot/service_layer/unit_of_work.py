@@ -12,14 +12,14 @@ from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from bot.adapters.driver import Driver, checkout
+from bot.adapters.driver import Driver
+from bot.adapters.kept import Kept, KeptConnections
 from bot.adapters.outbox import AbstractOutbox, Claimed, Lease, SqlOutbox
-from bot.adapters.pg_connections import PgConnections
 from bot.adapters.repository import (
     AbstractAuditLog,
     AbstractDeliveryLog,
@@ -30,7 +30,6 @@ from bot.adapters.repository import (
     SqlMessageLog,
     SqlRequestRepository,
 )
-from bot.adapters.sqlite_writer import SqliteWriter
 from bot.domain.events import Event
 from bot.service_layer import notices
 from bot.service_layer.results import RequestView
@@ -147,58 +146,43 @@ class AbstractUnitOfWork(abc.ABC):
 
 
 class SqlUnitOfWork(AbstractUnitOfWork):
-    """One AsyncSession per unit, made by the injected factory; never shared across tasks. On SQLite, units
-    that write take ``write_lock`` (one writer at a time in this process) and, given the process's ``writer``,
-    run on its one connection, begun and committed on the driver (the unit's session joins that transaction if
-    a repository uses it); reading units use ``read_session_factory`` (deferred transactions, WAL lets them run
-    beside the writer)."""
+    """One AsyncSession per unit; never shared across tasks. A unit that writes begins on a connection kept for
+    writing units (``kept``: SQLite's one writing connection, or PostgreSQL's kept connections) and runs its hot
+    statements on the driver; its session joins that transaction only if a repository uses it. On SQLite it
+    first takes ``write_lock`` (one writer at a time in this process: the one connection is the lock holder's).
+    Reading units use ``read_session_factory`` (SQLite: deferred transactions, WAL lets them run beside the
+    writer; PostgreSQL: autocommit)."""
 
     def __init__(
         self,
-        session_factory: async_sessionmaker[AsyncSession],
+        kept: KeptConnections,
+        read_session_factory: async_sessionmaker[AsyncSession],
+        *,
         write_lock: asyncio.Lock | None = None,
         handover: Handover | None = None,
-        read_session_factory: async_sessionmaker[AsyncSession] | None = None,
-        *,
-        writer: SqliteWriter | None = None,
-        pg: PgConnections | None = None,
     ) -> None:
         super().__init__(handover)
-        self._session_factory = session_factory
-        self._read_session_factory = read_session_factory or session_factory
+        self._kept = kept
+        self._read_session_factory = read_session_factory
         self._write_lock = write_lock
         self._holding = False
-        self._writer = writer if write_lock is not None else None  # its connection is the lock holder's
-        self._on_writer: Any = None  # the writer's driver connection, while this unit's transaction is open on it
-        self._pg = pg
-        self._pg_connection: Any = None  # a kept PostgreSQL connection, while this unit's transaction is open on it
-        # SQLite files do not go away under us; a PostgreSQL server may restart between two units.
-        self._check_connection = session_factory.kw["bind"].dialect.name != "sqlite"
+        self._held: Kept | None = None  # the transaction this unit began on a kept connection, while it is open
 
     async def _begin(self, *, read_only: bool) -> None:
         if self._write_lock is not None and not read_only:
             await self._write_lock.acquire()
             self._holding = True
         try:
-            self._closed, self._transaction = False, None
-            if self._writer is not None and not read_only:
-                connection, self._on_writer, dialect = await self._writer.begin()
-                # Begins (joining the writer's transaction) only if a repository uses it.
-                self.session = AsyncSession(bind=connection, expire_on_commit=False, autoflush=False)
-                self.driver = Driver(self.session)
-                self.driver.use(self._on_writer, dialect)
-            elif self._pg is not None and not read_only:
-                connection, self._transaction, driver_connection, dialect = await self._pg.begin()
-                self._pg_connection = connection
-                # Begins (joining the transaction begun on the adapter) only if a repository uses it.
-                self.session = AsyncSession(bind=connection, expire_on_commit=False, autoflush=False)
-                self.driver = Driver(self.session)
-                self.driver.use(driver_connection, dialect)
-            else:
-                self.session = (self._read_session_factory if read_only else self._session_factory)()
+            self._closed = False
+            if read_only:
+                self.session = self._read_session_factory()
                 self.driver = Driver(self.session)  # the unit's hot statements, on the session's connection
-            if self._check_connection and not read_only and self._pg_connection is None:
-                await self._live_transaction()  # may start again on a fresh session
+            else:
+                self._held = held = await self._kept.begin()
+                # Begins (joining the transaction begun on the kept connection) only if a repository uses it.
+                self.session = AsyncSession(bind=held.connection, expire_on_commit=False, autoflush=False)
+                self.driver = Driver(self.session)
+                self.driver.use(held.driver, held.dialect)
             driver = self.driver
             self.requests = SqlRequestRepository(self.session, driver)
             self.audit = SqlAuditLog(self.session, driver)
@@ -209,101 +193,47 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             self._release()
             raise
 
-    async def _live_transaction(self) -> None:
-        """Send BEGIN now (one round trip; the Driver's statements then run inside the transaction SQLAlchemy will
-        commit). If the pooled connection turns out dead (the database restarted), nothing has been done yet: drop
-        it and begin again on a new connection."""
-        for attempt in (1, 2):
-            # One crossing into SQLAlchemy's greenlet: the session's connection, handed to the Driver too.
-            adapted, driver_connection, dialect = await self.session.run_sync(checkout)
-            try:
-                if adapted._transaction is None:
-                    await adapted._start_transaction()
-                self._transaction = adapted
-                self.driver.use(driver_connection, dialect)
-                return
-            except Exception as exc:
-                dead = dialect.is_disconnect(exc, adapted, None)  # type: ignore[arg-type]
-                if attempt == 2 or not dead:
-                    raise
-                await (await self.session.connection()).invalidate()
-                await self.session.close()
-                self.session = self._session_factory()
-                self.driver = Driver(self.session)
-
     # Each call into the session crosses into a greenlet and back, which cost more than the SQL of a small unit:
-    # commit and rollback each close the session in the same crossing (closing rolls back what is not committed).
+    # a reading unit's commit and rollback each close the session in the same crossing.
     async def _commit(self) -> None:
         await self.driver.write_deferred()  # rows no statement took along (e.g. a unit that only audits)
-        if self._on_writer is not None:
-            assert self._writer is not None
-            if self.session.in_transaction():
-                await self.session.run_sync(_commit_and_close)  # a session that joined commits for both
-            else:
-                await self._writer.commit(self._on_writer)
-            self._on_writer = None
-        elif self._pg_connection is not None:
-            await self._commit_kept()
+        if self._held is not None:
+            await self._finish(commit=True)
             return
-        elif self._transaction is not None:
-            # PostgreSQL: COMMIT on the transaction the unit began, without SQLAlchemy's commit machinery; closing
-            # the session then finds nothing left to roll back and returns the connection to the pool.
-            await self.driver.commit(self._transaction)
-            self._transaction = None
-            await self.session.run_sync(Session.close)
-        else:
-            await self.session.run_sync(_commit_and_close)
+        await self.session.run_sync(_commit_and_close)
         self._closed = True
 
-    async def _commit_kept(self) -> None:
-        """Commit on a kept PostgreSQL connection (through the session if it joined) and give it back."""
-        assert self._pg is not None
-        connection, adapted = self._pg_connection, self._transaction
-        self._pg_connection = self._transaction = None
+    async def _rollback(self) -> None:
+        if self._closed:
+            return  # ended already (e.g. a commit that failed)
+        if self._held is not None:
+            await self._finish(commit=False)
+            return
+        await self.session.run_sync(Session.close)
+        self._closed = True
+
+    async def _finish(self, *, commit: bool) -> None:
+        """End the transaction begun on the kept connection: through the session if it joined (its commit or
+        rollback ends it for both), else on the connection; the connection is then kept again."""
+        held, self._held = self._held, None
+        assert held is not None
+        ending = commit
         try:
             if self.session.in_transaction():
+                ending = False  # the session ends it; if its commit fails, what is open is rolled back
                 try:
-                    await self.session.run_sync(_commit_and_close)  # a session that joined commits for both
+                    await self.session.run_sync(_commit_and_close if commit else Session.close)
                 except BaseException:
                     with suppress(Exception):
                         await self.session.run_sync(Session.close)
                     raise
-                finally:
-                    await self._pg.end(connection, adapted, commit=False)  # nothing left open: kept
-            else:
-                await self._pg.end(connection, adapted, commit=True)
         finally:
             self._closed = True
-
-    async def _rollback(self) -> None:
-        if self._closed:
-            return  # ended already (a commit that failed on a kept connection)
-        if self._pg_connection is not None:
-            assert self._pg is not None
-            connection, adapted = self._pg_connection, self._transaction
-            self._pg_connection = self._transaction = None
-            try:
-                if self.session.in_transaction():
-                    await self.session.run_sync(Session.close)  # a session that joined rolls back for both
-            finally:
-                await self._pg.end(connection, adapted, commit=False)
-            self._closed = True
-            return
-        if self._on_writer is not None:
-            assert self._writer is not None
-            driver_connection, self._on_writer = self._on_writer, None
-            try:
-                if self.session.in_transaction():
-                    await self.session.run_sync(Session.close)  # a session that joined rolls back for both
-            finally:
-                await self._writer.rollback(driver_connection)
-        else:
-            await self.session.run_sync(Session.close)
-        self._closed = True
+            await held.end(ending)
 
     async def _end(self) -> None:
         try:
-            if self._on_writer is not None or not self._closed:
+            if not self._closed:
                 await self._rollback()
         finally:
             self._release()

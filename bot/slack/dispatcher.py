@@ -310,7 +310,7 @@ class Dispatcher:
             self._busy.add(key)
             task = asyncio.create_task(self._deliver(notice))
             in_flight.add(task)
-            task.add_done_callback(self._finished(in_flight, key, notice.id))
+            task.add_done_callback(self._finished(key, notice.id))
 
     def _give_back(self, key: Key, *first: Claimed) -> None:
         """Release the message's notices held here (``first`` and those queued): they are claimed again from the
@@ -339,11 +339,9 @@ class Dispatcher:
             del self._queues[key]
         return notice
 
-    def _finished(
-        self, in_flight: set[asyncio.Task[None]], key: Key, notice_id: int
-    ) -> Callable[[asyncio.Task[None]], None]:
+    def _finished(self, key: Key, notice_id: int) -> Callable[[asyncio.Task[None]], None]:
         def done(task: asyncio.Task[None]) -> None:
-            in_flight.discard(task)
+            self._in_flight.discard(task)
             self._busy.discard(key)
             self._unhold(notice_id, key[0])
             if key in self._queues:

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from bot.adapters.db import Database
+from bot.adapters.sqlite_writer import SqliteWriter
 from bot.domain.values import Approver
 from bot.service_layer import services
 
@@ -24,10 +25,10 @@ async def rows(db: Database, sql: str) -> list[tuple[object, ...]]:
 
 def kept(db: Database) -> object:
     """The connection kept for the next writing unit."""
-    if db.writer is not None:
-        return db.writer._connection
-    assert db.pg is not None and db.pg._free
-    return db.pg._free[-1]
+    if isinstance(db.kept, SqliteWriter):
+        return db.kept._connection
+    assert db.kept._free
+    return db.kept._free[-1]
 
 
 async def _audit(db: Database, action: str, *, with_session: str | None = None, fail: bool = False) -> None:
