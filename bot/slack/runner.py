@@ -18,6 +18,7 @@ from bot.adapters.database import is_sqlite
 from bot.adapters.db import Database
 from bot.config import Settings
 from bot.service_layer import delivery, services
+from bot.slack import intake
 from bot.slack.app import build_app
 
 log = logging.getLogger("bot")
@@ -65,7 +66,7 @@ class BotServer:
             await asyncio.wait_for(self._socket.connect_async(), SOCKET_CONNECT_TIMEOUT)  # type: ignore[no-untyped-call]
             log.info("Connected to Slack over Socket Mode")
             return
-        web_app = self.app.web_app(path=EVENTS_PATH)
+        web_app = intake.routes(self.app, EVENTS_PATH)
         web_app.router.add_get("/healthz", self._healthz)
         self._runner = web.AppRunner(web_app, access_log=None)
         await self._runner.setup()

@@ -83,3 +83,16 @@ async def test_socket_mode_connects_only_with_the_app_token(tmp_path: Path) -> N
                 await bot.start()
             await bot.stop()
         assert slack.socket.connects == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(b"payload=%7Bnot+json", FORM["Content-Type"]), (b"{not json", "application/json")],
+    ids=["form", "json"],
+)
+async def test_a_body_that_is_not_slacks_gets_400_and_changes_nothing(
+    http_world: World, body: bytes, content_type: str
+) -> None:
+    reply = await http_world.slack.post_raw(body, {"Content-Type": content_type, **sign(SIGNING_SECRET, body)})
+    assert reply.status == 400
+    await assert_nothing_happened(http_world)

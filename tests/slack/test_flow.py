@@ -76,3 +76,15 @@ async def test_one_line_request_is_approved_by_both(world: World) -> None:
         f"<@UBOB> approved {request_id}.",
     ]
     assert slack.dms("UREQ")[0].metadata["event_payload"]["status"] == "APPROVED"  # type: ignore[index]
+
+
+async def test_a_request_whose_text_says_payload_is_taken_like_any_other(world: World) -> None:
+    """Bolt 1.30 reads any form body containing the word "payload" as an interactive payload: such a command
+    became an empty request that no listener took, and the person saw Slack's error instead of an answer."""
+    slack = world.slack
+    reply = await slack.slash("UREQ", "payload-api <@UALICE> <@UBOB> deploy the payload & check <it>")
+    assert reply.status == 200
+    confirmation = slack.last_ephemeral("UREQ")
+    assert "Request " in confirmation and "*payload-api*" in confirmation
+    await eventually(lambda: len(slack.dms("UALICE")) == 1 and len(slack.dms("UBOB")) == 1)
+    assert "deploy the payload &amp; check &lt;it&gt;" in dm_text(world, "UALICE")
