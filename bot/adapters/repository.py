@@ -91,12 +91,58 @@ _MOVE_STATUS = (
 # PostgreSQL: the approvers' ``awaiting`` flags move in the same statement as the status (a data-modifying CTE;
 # they share ``b_id``): one round trip for both.
 _MOVE_WITH = {id(follow): _MOVE_STATUS.add_cte(follow.cte("approvers")) for follow in (_NONE_AWAITING, _DECIDED)}
-_OPEN_OF = (
-    sa.select(sa.func.count())
-    .select_from(REQUESTS)
-    .where(REQUESTS.c.status == sa.bindparam("b_status"), REQUESTS.c.requester_id == sa.bindparam("b_requester"))
-)
 _BY_IDS = sa.select(REQUESTS).where(REQUESTS.c.id.in_(sa.bindparam("ids", expanding=True)))
+# Searches (lists, counts) are built once per shape of their filter (which of its fields are set), their values
+# bound: run on the driver like the other hot statements, without a session's building and compiling per call.
+_FILTER_FIELDS = ("status", "requester_id", "approver_id", "involving", "created_before")
+_SEARCHES: dict[tuple[str, tuple[bool, ...]], Any] = {}
+
+
+def _filter_params(where: Any) -> dict[str, Any]:
+    params = {f"b_{field}": getattr(where, field) for field in _FILTER_FIELDS if getattr(where, field) is not None}
+    if "b_status" in params:
+        params["b_status"] = params["b_status"].value
+    return params
+
+
+def _search(where: Any, kind: str) -> Any:
+    """The statement of ``kind`` (find, count, count_up_to) for filters of ``where``'s shape."""
+    shape = tuple(getattr(where, field) is not None for field in _FILTER_FIELDS)
+    statement = _SEARCHES.get((kind, shape))
+    if statement is None:
+        used = dict(zip(_FILTER_FIELDS, shape, strict=True))
+        if kind == "find":
+            statement = (
+                _filtered(sa.select(REQUESTS), used)
+                .order_by(REQUESTS.c.created_at.desc(), REQUESTS.c.id.desc())
+                .limit(sa.bindparam("b_limit"))
+                .offset(sa.bindparam("b_offset"))
+            )
+        elif kind == "count":
+            statement = _filtered(sa.select(sa.func.count()).select_from(REQUESTS), used)
+        else:
+            matching = _filtered(sa.select(REQUESTS.c.id), used).limit(sa.bindparam("b_up_to")).subquery()
+            statement = sa.select(sa.func.count()).select_from(matching)
+        _SEARCHES[(kind, shape)] = statement
+    return statement
+
+
+def _filtered(query: Any, used: dict[str, bool]) -> Any:
+    if used["status"]:
+        query = query.where(REQUESTS.c.status == sa.bindparam("b_status"))
+    if used["requester_id"]:
+        query = query.where(REQUESTS.c.requester_id == sa.bindparam("b_requester_id"))
+    if used["approver_id"]:
+        named = sa.select(APPROVERS.c.request_id).where(APPROVERS.c.user_id == sa.bindparam("b_approver_id"))
+        query = query.where(REQUESTS.c.id.in_(named))
+    if used["created_before"]:
+        query = query.where(REQUESTS.c.created_at < sa.bindparam("b_created_before"))
+    if used["involving"]:
+        named = sa.select(APPROVERS.c.request_id).where(APPROVERS.c.user_id == sa.bindparam("b_involving"))
+        query = query.where(sa.or_(REQUESTS.c.requester_id == sa.bindparam("b_involving"), REQUESTS.c.id.in_(named)))
+    return query
+
+
 # A purpose already recorded keeps its first message.
 _RECORD_NEW = {
     "sqlite": sqlite_insert(MESSAGES).on_conflict_do_nothing(),
@@ -207,8 +253,8 @@ class AbstractRequestRepository(abc.ABC):
 
 class SqlRequestRepository(AbstractRequestRepository):
     """SQL through SQLAlchemy Core on the SQLModel tables: rows map straight to domain objects (no ORM
-    identity map, so nothing stale after a lock, and no per-row ORM cost on the hot path). Prebuilt statements
-    run through ``Driver``; those built per call (search filters) through the session."""
+    identity map, so nothing stale after a lock, and no per-row ORM cost on the hot path). Statements built once
+    (searches once per shape of their filter) run through ``Driver``; the rest through the session."""
 
     def __init__(self, session: AsyncSession, driver: Driver | None = None) -> None:
         super().__init__()
@@ -309,21 +355,16 @@ class SqlRequestRepository(AbstractRequestRepository):
         self._loaded[request.id] = (request.status, len(request.decisions))
 
     async def find(self, where: RequestFilter, *, limit: int, offset: int = 0) -> list[AccessRequest]:
-        query = self._filtered(sa.select(REQUESTS), where)
-        query = query.order_by(REQUESTS.c.created_at.desc(), REQUESTS.c.id.desc()).limit(limit).offset(offset)
-        return await self._hydrate((await self.session.execute(query)).all())
+        params = {**_filter_params(where), "b_limit": limit, "b_offset": offset}
+        return await self._hydrate(await self.sql.rows(_search(where, "find"), params))
 
     async def count(self, where: RequestFilter, *, up_to: int | None = None) -> int:
-        if up_to is None and where == RequestFilter(where.status, requester_id=where.requester_id) and where.status:
-            # A requester's open requests, counted before each new one: the common case, prebuilt.
-            found = await self.sql.rows(_OPEN_OF, {"b_status": where.status.value, "b_requester": where.requester_id})
-            return int(found[0][0])
+        params = _filter_params(where)
         if up_to is None:
-            query = self._filtered(sa.select(sa.func.count()).select_from(REQUESTS), where)
+            found = await self.sql.rows(_search(where, "count"), params)
         else:  # stop counting at ``up_to``: a page footer says "1,000+" rather than scan 60,000 rows
-            matching = self._filtered(sa.select(REQUESTS.c.id), where).limit(up_to).subquery()
-            query = sa.select(sa.func.count()).select_from(matching)
-        return int((await self.session.execute(query)).scalar_one())
+            found = await self.sql.rows(_search(where, "count_up_to"), {**params, "b_up_to": up_to})
+        return int(found[0][0])
 
     async def pending_for_approver(self, approver_id: str, *, limit: int) -> list[AccessRequest]:
         # Driven from the approver's rows still awaiting them (a partial index): the cost follows how many
@@ -331,22 +372,6 @@ class SqlRequestRepository(AbstractRequestRepository):
         # are checked too: the flag narrows the search, the request's own rows decide.
         rows = await self.sql.rows(_AWAITING, {"b_user": approver_id, "b_limit": limit})
         return await self._hydrate(rows)
-
-    @staticmethod
-    def _filtered(query: Any, where: RequestFilter) -> Any:
-        if where.status is not None:
-            query = query.where(REQUESTS.c.status == where.status.value)
-        if where.requester_id is not None:
-            query = query.where(REQUESTS.c.requester_id == where.requester_id)
-        if where.approver_id is not None:
-            named = sa.select(APPROVERS.c.request_id).where(APPROVERS.c.user_id == where.approver_id)
-            query = query.where(REQUESTS.c.id.in_(named))
-        if where.created_before is not None:
-            query = query.where(REQUESTS.c.created_at < where.created_before)
-        if where.involving is not None:
-            named = sa.select(APPROVERS.c.request_id).where(APPROVERS.c.user_id == where.involving)
-            query = query.where(sa.or_(REQUESTS.c.requester_id == where.involving, REQUESTS.c.id.in_(named)))
-        return query
 
     async def _hydrate(
         self, rows: Sequence[Any], decided: dict[str, list[_Decided]] | None = None
