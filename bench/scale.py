@@ -122,7 +122,7 @@ async def run(url: str, *, n: int = 100_000, samples: int = 200) -> dict[str, An
             todo, mine = await services.home_lists(
                 uow=db.uow(), user_id=user, todo_limit=forms.HOME_TODO_LIMIT + 1, mine_limit=forms.HOME_MINE_LIMIT
             )
-            forms.home(todo=todo, mine=mine.items, mine_total=mine.total).to_dict()
+            forms.home(todo=todo, mine=mine.items, mine_total=mine.total)  # Slack's JSON
 
         async def status() -> None:
             await services.get(uow=db.uow(), request_id=rng.choice(ids))

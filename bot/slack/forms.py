@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from slack_sdk.models.blocks import (
+    Block,
     ButtonElement,
     ContextBlock,
     HeaderBlock,
@@ -31,6 +33,7 @@ FIELD_BLOCKS = {
     "reason": "reason",
 }
 HOME_TODO_LIMIT, HOME_MINE_LIMIT = 10, 15
+HOME_BLOCKS = 100  # at most, in a view
 
 
 def request_modal(policy: Policy) -> View:
@@ -107,8 +110,11 @@ def deny_modal(view: RequestView, origin: dict[str, str]) -> View:
 
 def home(
     *, todo: Sequence[RequestView], mine: Sequence[RequestView], mine_total: int, notice: str | None = None
-) -> View:
-    blocks: list[object] = [HeaderBlock(block_id="title", text="Access requests")]
+) -> dict[str, Any]:
+    """The App Home view, as Slack's JSON: built through slack_sdk.models, the decision buttons copied from the
+    one set it built (``blocks.decision_buttons``). Checking every object made building the view 2 of the App
+    Home's 6-8 ms on PostgreSQL with 100,000 requests."""
+    blocks: list[Block | dict[str, Any]] = [HeaderBlock(block_id="title", text="Access requests")]
     if notice:
         blocks.append(SectionBlock(block_id="notice", text=MarkdownTextObject(text=t.cut(notice, 3000))))
     blocks.append(HeaderBlock(block_id="todo", text="Awaiting my decision"))
@@ -134,7 +140,9 @@ def home(
         blocks.append(b.section(f"mine-{view.id}", b.request_line(view), accessory=cancel))
     if mine_total > min(len(mine), HOME_MINE_LIMIT):
         blocks.append(_more(mine_total - min(len(mine), HOME_MINE_LIMIT), "mine"))
-    return View(type="home", callback_id="home", blocks=blocks)  # type: ignore[arg-type]
+    assert len(blocks) <= HOME_BLOCKS  # Slack's limit for a view
+    json_blocks = [block if isinstance(block, dict) else block.to_dict() for block in blocks]
+    return {"type": "home", "callback_id": "home", "blocks": json_blocks}
 
 
 def _more(n: int, which: str) -> ContextBlock:
