@@ -28,3 +28,30 @@ async def test_every_request_loads_with_its_approvers_whatever_is_kept(
     repository._NAMED.clear()  # a new process: read from the database
     for rid, approvers in named.items():
         assert (await services.get(uow=db.uow(), request_id=rid)).approvers == approvers
+
+
+async def test_a_list_read_in_one_statement_has_each_requests_approvers_and_decisions(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(repository, "_NAMED_KEPT", 2)
+    made = []
+    for i in range(5):
+        approvers = [Approver(f"UA{i}", f"A {i}"), Approver(f"UB{i}", f"B {i}", f"b{i}@example.com")]
+        view = await services.create_request(
+            uow=db.uow(), requester_id="UREQ", resource=f"db-{i}", justification="why", approvers=approvers
+        )
+        made.append(view.id)
+        if i % 3 == 1:
+            await services.approve(uow=db.uow(), request_id=view.id, approver_id=f"UB{i}")
+            await services.approve(uow=db.uow(), request_id=view.id, approver_id=f"UA{i}")
+        elif i % 3 == 2:
+            await services.deny(uow=db.uow(), request_id=view.id, approver_id=f"UA{i}", reason="not <on> call & no")
+    one_by_one = {rid: await services.get(uow=db.uow(), request_id=rid) for rid in made}
+    repository._NAMED.clear()  # approvers unknown: read with the decisions, in one statement
+    page = await services.list_requests(uow=db.uow(), requester_id="UREQ", per_page=10)
+    assert {v.id for v in page.items} == set(made)
+    for v in page.items:
+        expected = one_by_one[v.id]
+        assert (v.approvers, v.decisions, v.status) == (expected.approvers, expected.decisions, expected.status)
+    assert [d.approver_id for d in one_by_one[made[1]].decisions] == ["UB1", "UA1"]  # in the order made
+    assert one_by_one[made[2]].decisions[0].reason == "not <on> call & no"
