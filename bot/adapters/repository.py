@@ -98,14 +98,14 @@ _FILTER_FIELDS = ("status", "requester_id", "approver_id", "involving", "created
 _SEARCHES: dict[tuple[str, tuple[bool, ...]], Any] = {}
 
 
-def _filter_params(where: Any) -> dict[str, Any]:
+def _filter_params(where: RequestFilter) -> dict[str, Any]:
     params = {f"b_{field}": getattr(where, field) for field in _FILTER_FIELDS if getattr(where, field) is not None}
     if "b_status" in params:
         params["b_status"] = params["b_status"].value
     return params
 
 
-def _search(where: Any, kind: str) -> Any:
+def _search(where: RequestFilter, kind: str) -> Any:
     """The statement of ``kind`` (find, count, count_up_to) for filters of ``where``'s shape."""
     shape = tuple(getattr(where, field) is not None for field in _FILTER_FIELDS)
     statement = _SEARCHES.get((kind, shape))
@@ -152,21 +152,16 @@ _MESSAGES_OF = sa.select(MESSAGES.c.request_id, MESSAGES.c.purpose, MESSAGES.c.c
     MESSAGES.c.request_id.in_(sa.bindparam("ids", expanding=True))
 )
 
-# The approvers and decisions of several requests. PostgreSQL gets ``= ANY(array)``: one statement text whatever
-# the number of requests, so asyncpg prepares it once (an IN list is a new statement for every length).
-_OF_MANY = (
-    sa.select(APPROVERS)
+# The approvers of several requests (when their decisions came with them), and below their approvers and
+# decisions together. PostgreSQL gets ``= ANY(array)``: one statement text whatever the number of requests, so
+# asyncpg prepares it once (an IN list is a new statement for every length).
+_IDS = sa.bindparam("ids", type_=postgresql.ARRAY(sa.String))
+_APPROVERS_OF = {
+    "sqlite": sa.select(APPROVERS)
     .where(APPROVERS.c.request_id.in_(sa.bindparam("ids", expanding=True)))
     .order_by(APPROVERS.c.position),
-    sa.select(DECISIONS)
-    .where(DECISIONS.c.request_id.in_(sa.bindparam("ids", expanding=True)))
-    .order_by(DECISIONS.c.id),
-)
-_IDS = sa.bindparam("ids", type_=postgresql.ARRAY(sa.String))
-_OF_MANY_PG = (
-    sa.select(APPROVERS).where(APPROVERS.c.request_id == sa.any_(_IDS)).order_by(APPROVERS.c.position),
-    sa.select(DECISIONS).where(DECISIONS.c.request_id == sa.any_(_IDS)).order_by(DECISIONS.c.id),
-)
+    "postgresql": sa.select(APPROVERS).where(APPROVERS.c.request_id == sa.any_(_IDS)).order_by(APPROVERS.c.position),
+}
 
 
 def _both(approvers_of: Any, decisions_of: Any) -> Any:
@@ -194,14 +189,17 @@ def _both(approvers_of: Any, decisions_of: Any) -> Any:
     return sa.union_all(approvers, decisions).order_by(sa.literal_column("kind"), sa.literal_column("n"))
 
 
-_BOTH = _both(
-    APPROVERS.c.request_id.in_(sa.bindparam("named", expanding=True)),
-    DECISIONS.c.request_id.in_(sa.bindparam("ids", expanding=True)),
-)
-_BOTH_PG = _both(
-    APPROVERS.c.request_id == sa.any_(sa.bindparam("named", type_=postgresql.ARRAY(sa.String))),
-    DECISIONS.c.request_id == sa.any_(_IDS),
-)
+# ``named``: the requests whose approvers are wanted (none when the process keeps them all); ``ids``: all of them.
+_BOTH = {
+    "sqlite": _both(
+        APPROVERS.c.request_id.in_(sa.bindparam("named", expanding=True)),
+        DECISIONS.c.request_id.in_(sa.bindparam("ids", expanding=True)),
+    ),
+    "postgresql": _both(
+        APPROVERS.c.request_id == sa.any_(sa.bindparam("named", type_=postgresql.ARRAY(sa.String))),
+        DECISIONS.c.request_id == sa.any_(_IDS),
+    ),
+}
 
 # The approvers of recent requests, by request id. A request's approvers are fixed when it is made (only their
 # ``awaiting`` flag changes, which loading does not read), so the process keeps them: reading them again cost a
@@ -415,30 +413,22 @@ class SqlRequestRepository(AbstractRequestRepository):
         if not ids:
             return []
         decisions: dict[str, list[Any]] = defaultdict(list, decided or {})
-        postgres = self.session.get_bind().dialect.name == "postgresql"
-        of_many = _OF_MANY_PG if postgres else _OF_MANY
+        dialect = self.session.get_bind().dialect.name
         named = {i: _NAMED[i] for i in ids if i in _NAMED}
         unknown = [i for i in ids if i not in named]
-        if unknown and decided is None:  # both in one statement
-            approvers_of: dict[str, list[Approver]] = defaultdict(list)
-            for row in await self.sql.rows(_BOTH_PG if postgres else _BOTH, {"named": unknown, "ids": ids}):
+        approvers_of: dict[str, list[Approver]] = defaultdict(list)
+        if decided is None:  # the decisions, and the approvers not kept, in one statement
+            for row in await self.sql.rows(_BOTH[dialect], {"named": unknown, "ids": ids}):
                 if row.kind == 0:
                     approvers_of[row.request_id].append(Approver(row.who, row.a, row.b))
                 else:
                     decisions[row.request_id].append(_Decided(row.who, row.a, row.at, row.b))
-            for rid in unknown:
-                named[rid] = tuple(approvers_of[rid])
-                _remember_named(rid, named[rid])
         elif unknown:
-            found: dict[str, list[Any]] = defaultdict(list)
-            for a in await self.sql.rows(of_many[0], {"ids": unknown}):
-                found[a.request_id].append(a)
-            for rid in unknown:
-                named[rid] = tuple(Approver(a.user_id, a.display_name, a.email) for a in found[rid])
-                _remember_named(rid, named[rid])
-        elif decided is None:
-            for d in await self.sql.rows(of_many[1], {"ids": ids}):
-                decisions[d.request_id].append(d)
+            for a in await self.sql.rows(_APPROVERS_OF[dialect], {"ids": unknown}):
+                approvers_of[a.request_id].append(Approver(a.user_id, a.display_name, a.email))
+        for rid in unknown:
+            named[rid] = tuple(approvers_of[rid])
+            _remember_named(rid, named[rid])
         result = []
         for r in rows:
             request = AccessRequest(

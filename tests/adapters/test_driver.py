@@ -17,6 +17,10 @@ from bot.service_layer import delivery, services
 
 ALICE, BOB = Approver("UALICE", "Alice", "alice@example.com"), Approver("UBOB", "Bob")
 
+DECISIONS_OF = sa.select(repository.DECISIONS).where(
+    repository.DECISIONS.c.request_id.in_(sa.bindparam("ids", expanding=True))
+)
+
 
 async def _request(db: Database, resource: str = "prod-db") -> str:
     view = await services.create_request(
@@ -33,12 +37,11 @@ async def _request(db: Database, resource: str = "prod-db") -> str:
 async def test_rows_are_those_sqlalchemy_gives(db: Database) -> None:
     rid = await _request(db)
     await services.approve(uow=db.uow(), request_id=rid, approver_id="UALICE", reason="ok")
-    postgres = db.engine.dialect.name == "postgresql"
-    of_many = repository._OF_MANY_PG if postgres else repository._OF_MANY
+    dialect = db.engine.dialect.name
     statements = [
         (repository._GET, {"b_id": rid}),  # text, integers, datetimes
-        (of_many[0], {"ids": [rid]}),  # booleans (awaiting)
-        (of_many[1], {"ids": [rid]}),
+        (repository._APPROVERS_OF[dialect], {"ids": [rid]}),  # booleans (awaiting)
+        (repository._BOTH[dialect], {"named": [rid], "ids": [rid]}),  # a union: types from its first part
         (outbox.DUE, {"now": datetime.now(UTC), "limit": 10}),  # JSON (details)
         (sa.select(repository.AUDIT).order_by(repository.AUDIT.c.id), {}),
     ]
@@ -90,7 +93,7 @@ async def test_a_deferred_duplicate_fails_the_statement_it_rides_with(db: Databa
         driver = Driver(session)
         driver.defer(repository.DECISIONS, {**decision, "decided_at": datetime.now(UTC)})
         assert await driver.execute(repository._MOVE_STATUS, stay) == 1  # carries the decision along
-        [row] = await driver.rows(repository._OF_MANY[1], {"ids": [rid]})
+        [row] = await driver.rows(DECISIONS_OF, {"ids": [rid]})
         assert (row.approver_id, row.verdict) == ("UALICE", "APPROVE")
         driver.defer(repository.DECISIONS, {**decision, "decided_at": datetime.now(UTC)})
         with pytest.raises(IntegrityError):
@@ -106,7 +109,7 @@ async def test_a_query_sees_the_rows_deferred_before_it(db: Database) -> None:
     try:
         driver = Driver(session)
         driver.defer(repository.DECISIONS, {**decision, "decided_at": datetime.now(UTC)})
-        [row] = await driver.rows(repository._OF_MANY[1], {"ids": [rid]})  # written first, then read
+        [row] = await driver.rows(DECISIONS_OF, {"ids": [rid]})  # written first, then read
         assert (row.approver_id, row.verdict) == ("UBOB", "DENY")
     finally:
         await session.close()
