@@ -14,6 +14,12 @@ ride in front of the unit's next statement as data-modifying CTEs (``WITH d0 AS 
 PostgreSQL runs in full whatever the main statement does. A statement that touches a deferred row's table would
 not see the row (a statement does not see its own CTEs' writes): the rows are written before it. On SQLite,
 which has no such CTEs and no round trips, they are written just before the next statement.
+
+On PostgreSQL a writing unit's transaction is begun by the driver, before the first statement that needs one: a
+write or a locking read. Plain reads before it run on their own, which at READ COMMITTED (every statement its own
+snapshot) reads what they would read inside the transaction. A unit whose one write is its last statement (its
+notices, with its deferred rows riding along, as it commits) sends neither BEGIN nor COMMIT: PostgreSQL runs and
+commits that one statement as a whole, two round trips fewer.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.selectable import GenerativeSelect
 from sqlalchemy.sql.util import find_tables
 
 Processor = Callable[[Any], Any] | None
@@ -174,6 +181,10 @@ class Driver:
         self._connection: Any = None
         self._dialect: Dialect | None = None
         self._deferred: dict[str, tuple[sa.Table, list[dict[str, Any]]]] = {}
+        self._begin: Callable[[], Any] | None = None  # the unit's transaction, not begun yet (``use``)
+        self.closing = False  # the unit is committing: a statement that leaves nothing deferred is its last
+        self._revive: Callable[[], Any] | None = None  # a new connection, when the first statement finds it closed
+        self._used = False  # a statement has run (or was retried) in this unit
 
     def defer(self, table: sa.Table, row: dict[str, Any]) -> None:
         """Insert ``row`` with the unit's next statement: on PostgreSQL inside it (a data-modifying CTE, no round
@@ -181,14 +192,22 @@ class Driver:
         the commit (``write_deferred``). Rows of one table have the same keys."""
         self._deferred.setdefault(table.name, (table, []))[1].append(row)
 
-    async def write_deferred(self) -> None:
-        """Insert the deferred rows now (before a commit, or before reading their table)."""
+    async def write_deferred(self, *, last: bool = False) -> None:
+        """Insert the deferred rows now (before reading their table; ``last``: as the unit commits)."""
         deferred, self._deferred = self._deferred, {}
         for table, rows in deferred.values():
             insert = _INSERT_INTO.get(table.name)
             if insert is None:
                 insert = _INSERT_INTO[table.name] = sa.insert(table)
-            await self.execute_many(insert, rows)
+            await self.execute_many(insert, rows, last=last and len(deferred) == 1)
+
+    async def _transaction(self, *, plain_read: bool = False, last: bool = False) -> None:
+        """Begin the unit's transaction, if it is not begun yet, before a statement that needs it: one that writes
+        or locks and is not the unit's last. (An executemany runs in one implicit transaction, as one statement.)"""
+        if self._begin is None or plain_read or last:
+            return
+        begin, self._begin = self._begin, None
+        await begin()
 
     async def _with_deferred(self, statement: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """The statement to run, and its parameters, with any deferred rows riding along."""
@@ -208,9 +227,16 @@ class Driver:
                 params.update({f"d{t}_{i}_{c}": v for c, v in row.items()})
         return _riding(statement, tables, shape), params
 
-    def use(self, connection: Any, dialect: Dialect) -> None:
-        """Run on ``connection`` (the session's, already checked out and begun by the Unit of Work)."""
-        self._connection, self._dialect = connection, dialect
+    def use(
+        self,
+        connection: Any,
+        dialect: Dialect,
+        begin: Callable[[], Any] | None = None,
+        revive: Callable[[], Any] | None = None,
+    ) -> None:
+        """Run on ``connection`` (the session's, checked out by the Unit of Work). ``begin``: its transaction is
+        not begun yet, and this begins it. ``revive``: gives a new connection (and its ``begin``) in its place."""
+        self._connection, self._dialect, self._begin, self._revive = connection, dialect, begin, revive
 
     async def _open(self) -> tuple[Any, Dialect]:
         if self._connection is None:
@@ -229,33 +255,63 @@ class Driver:
 
     async def rows(self, statement: ClauseElement, params: dict[str, Any] | None = None) -> list[Any]:
         """The rows a SELECT (or a statement with RETURNING) gives."""
-        statement, params = await self._with_deferred(statement, params or {})
-        connection, dialect, prepared = await self._prepared(statement, list(params))
+        plain_read = isinstance(statement, GenerativeSelect) and statement._for_update_arg is None
+        riding, params = await self._with_deferred(statement, params or {})
+        plain_read = plain_read and riding is statement
+        _, dialect, prepared = await self._prepared(riding, list(params))
         sql, args = prepared.args(params)
-        return prepared.rows(await _run(connection, dialect, sql, args, fetch=True))
+        last = self.closing and not self._deferred
+        return prepared.rows(await self._send(dialect, sql, args, fetch=True, plain_read=plain_read, last=last))
 
     async def execute(self, statement: ClauseElement, params: dict[str, Any] | None = None) -> int:
         """Run an INSERT, UPDATE or DELETE; returns how many rows it touched."""
         statement, params = await self._with_deferred(statement, params or {})
-        connection, dialect, prepared = await self._prepared(statement, list(params))
+        _, dialect, prepared = await self._prepared(statement, list(params))
         sql, args = prepared.args(params)
-        return int(await _run(connection, dialect, sql, args, fetch=False))
+        return int(await self._send(dialect, sql, args, fetch=False, last=self.closing and not self._deferred))
 
-    async def execute_many(self, statement: ClauseElement, rows: Sequence[dict[str, Any]]) -> None:
-        """Run a statement once per parameter set (rows of an INSERT)."""
+    async def execute_many(
+        self, statement: ClauseElement, rows: Sequence[dict[str, Any]], *, last: bool = False
+    ) -> None:
+        """Run a statement once per parameter set (rows of an INSERT); ``last``: the unit's last statement."""
         if not rows:
             return
         if self._deferred:
             await self.write_deferred()  # an executemany takes no CTE: they go first
-        connection, dialect, prepared = await self._prepared(statement, list(rows[0]))
+        _, dialect, prepared = await self._prepared(statement, list(rows[0]))
         batch = [prepared.args(r)[1] for r in rows]
-        try:
-            if dialect.name == "sqlite":
-                await connection._execute(connection._conn.executemany, prepared.sql, batch)
-            else:
-                await connection.executemany(prepared.sql, batch)
-        except (sqlite3.Error, asyncpg.PostgresError) as exc:
-            raise translated(exc, prepared.sql, batch) from exc
+        await self._send(dialect, prepared.sql, batch, many=True, last=last)
+
+    async def _send(
+        self,
+        dialect: Dialect,
+        sql: str,
+        args: Any,
+        *,
+        fetch: bool = False,
+        many: bool = False,
+        plain_read: bool = False,
+        last: bool = False,
+    ) -> Any:
+        """Run a statement (beginning the unit's transaction first if it needs it). If the unit's first one fails
+        on a connection found closed (a server restart the event loop had not seen yet), nothing was done: it runs
+        again on a new connection (``revive``)."""
+        while True:
+            try:
+                await self._transaction(plain_read=plain_read, last=last)
+                if many:
+                    await _run_many(self._connection, dialect, sql, args)
+                    result = None
+                else:
+                    result = await _run(self._connection, dialect, sql, args, fetch=fetch)
+            except Exception:
+                if self._used or self._revive is None or not self._connection.is_closed():
+                    raise
+                self._used = True  # once
+                self._connection, self._begin = await self._revive()
+                continue
+            self._used = True
+            return result
 
 
 async def commit_adapted(adapted: Any) -> None:
@@ -281,6 +337,16 @@ def _driver_connection(session: Session) -> tuple[Any, Dialect]:
         # inside the transaction it will commit (a Unit of Work begins it itself and hands it over with ``use``).
         session.connection().exec_driver_sql("SELECT 1")
     return driver, dialect
+
+
+async def _run_many(connection: Any, dialect: Dialect, sql: str, batch: list[tuple[Any, ...]]) -> None:
+    try:
+        if dialect.name == "sqlite":
+            await connection._execute(connection._conn.executemany, sql, batch)
+        else:
+            await connection.executemany(sql, batch)
+    except (sqlite3.Error, asyncpg.PostgresError) as exc:
+        raise translated(exc, sql, batch) from exc
 
 
 async def _run(connection: Any, dialect: Dialect, sql: str, args: tuple[Any, ...], *, fetch: bool) -> Any:

@@ -40,6 +40,9 @@ class SqliteWriter:
         await self._run(driver, "BEGIN IMMEDIATE")
         return Kept(connection, driver, connection.dialect, partial(self._end, driver))
 
+    async def revive(self, dead: Kept) -> Kept:
+        raise NotImplementedError("SQLite's writing connection is a file: it does not drop")
+
     async def _end(self, driver: Any, commit: bool) -> None:
         if commit:
             try:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
@@ -97,6 +97,7 @@ class AbstractUnitOfWork(abc.ABC):
     async def commit(self) -> None:
         if self._depth > 1:
             return  # joined an outer unit: it commits for everyone
+        self._committing()
         found = self._collect_new_events()
         # The notices these events owe go out in the same transaction as the change itself.
         now = datetime.now(UTC)
@@ -124,6 +125,9 @@ class AbstractUnitOfWork(abc.ABC):
 
     async def rollback(self) -> None:
         await self._rollback()
+
+    def _committing(self) -> None:  # noqa: B027 (a hook; only a unit on a database needs it)
+        """The unit's last statements follow (its notices, the rows still deferred)."""
 
     def _collect_new_events(self) -> list[Event]:
         found: list[Event] = []
@@ -182,7 +186,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
                 # Begins (joining the transaction begun on the kept connection) only if a repository uses it.
                 self.session = AsyncSession(bind=held.connection, expire_on_commit=False, autoflush=False)
                 self.driver = Driver(self.session)
-                self.driver.use(held.driver, held.dialect)
+                self.driver.use(held.driver, held.dialect, held.begin, self._revive if held.begin else None)
             driver = self.driver
             self.requests = SqlRequestRepository(self.session, driver)
             self.audit = SqlAuditLog(self.session, driver)
@@ -193,10 +197,21 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             self._release()
             raise
 
+    def _committing(self) -> None:
+        self.driver.closing = True
+
+    async def _revive(self) -> tuple[Any, Any]:
+        """The unit's connection was found closed by its first statement: a new one in its place, the session
+        (unused so far) bound to it."""
+        assert self._held is not None
+        self._held = held = await self._kept.revive(self._held)
+        self.session.bind = held.connection
+        return held.driver, held.begin
+
     # Each call into the session crosses into a greenlet and back, which cost more than the SQL of a small unit:
     # a reading unit's commit and rollback each close the session in the same crossing.
     async def _commit(self) -> None:
-        await self.driver.write_deferred()  # rows no statement took along (e.g. a unit that only audits)
+        await self.driver.write_deferred(last=True)  # rows no statement took along (e.g. a unit that only audits)
         if self._held is not None:
             await self._finish(commit=True)
             return

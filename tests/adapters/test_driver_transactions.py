@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from bot.adapters.db import Database
+from bot.adapters.repository import DECISIONS
 from bot.adapters.sqlite_writer import SqliteWriter
 from bot.domain.values import Approver
 from bot.service_layer import services
@@ -28,7 +29,7 @@ def kept(db: Database) -> object:
     if isinstance(db.kept, SqliteWriter):
         return db.kept._connection
     assert db.kept._free
-    return db.kept._free[-1]
+    return db.kept._free[-1][0]  # (connection, when it was given back)
 
 
 async def _audit(db: Database, action: str, *, with_session: str | None = None, fail: bool = False) -> None:
@@ -83,3 +84,34 @@ async def test_a_unit_refused_by_the_database_rolls_back_and_the_next_one_commit
             )
     await _audit(db, "after")
     assert await rows(db, "SELECT action FROM audit_log WHERE action IN ('dup', 'after')") == [("after",)]
+
+
+async def test_what_a_unit_wrote_before_a_later_statement_failed_is_not_kept(db: Database) -> None:
+    """On PostgreSQL a unit's transaction begins with its first write unless that write is its last statement (see
+    ``bot.adapters.driver``): a write followed by anything is inside the transaction, whichever way the unit ends."""
+    with pytest.raises(RuntimeError):
+        async with db.uow() as uow:
+            await uow.audit.record(
+                action="then.failed", actor_id="UA", request_id=None, at=datetime.now(UTC), details={}
+            )
+            await uow.driver.write_deferred()  # written now; the unit goes on
+            raise RuntimeError("the unit fails after a write")
+    with pytest.raises(IntegrityError):
+        async with db.uow() as uow:
+            # As the unit commits: rows of two tables, the second refused (no such request).
+            await uow.audit.record(
+                action="then.refused", actor_id="UA", request_id=None, at=datetime.now(UTC), details={}
+            )
+            uow.driver.defer(
+                DECISIONS,
+                {
+                    "request_id": "AR-NONE",
+                    "approver_id": "UA",
+                    "verdict": "APPROVE",
+                    "reason": None,
+                    "decided_at": datetime.now(UTC),
+                },
+            )
+            await uow.commit()
+    await _audit(db, "after")
+    assert await rows(db, "SELECT action FROM audit_log WHERE action LIKE 'then.%' OR action = 'after'") == [("after",)]

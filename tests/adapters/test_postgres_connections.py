@@ -4,11 +4,25 @@ must still succeed, on a fresh connection, without anyone seeing an error."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+
+import asyncpg
 
 from bot.adapters.db import Database
 from bot.domain.values import Approver
 from bot.service_layer import services
-from tests.databases import _admin, create_pg_database, drop_pg_database, pg_url, require_postgres
+from tests.databases import (
+    PG_ADMIN_DB,
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    _admin,
+    create_pg_database,
+    drop_pg_database,
+    pg_url,
+    require_postgres,
+)
 
 
 async def _new_request(db: Database, n: int) -> str:
@@ -38,6 +52,52 @@ async def test_units_survive_their_pooled_connections_being_dropped() -> None:
         assert (await services.get(uow=db.uow(), request_id=second)).resource == "prod-db-2"  # a reading unit
         page = await services.list_requests(uow=db.uow(), requester_id="UREQ")
         assert {v.id for v in page.items} == {first, second}
+    finally:
+        await db.dispose()
+        await asyncio.to_thread(drop_pg_database, name)
+
+
+def _cut_unseen(name: str) -> None:
+    """Terminate the database's connections (from another thread, while the test's event loop cannot run): a
+    server restart the bot has not noticed yet, its kept connections look open until their next statement."""
+    cut = f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"  # noqa: S608 (our name)
+    asyncio.run(_admin(cut))
+    left = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'"  # noqa: S608 (our name)
+    for _ in range(100):  # until the server has ended them
+        if asyncio.run(_count(left)) == 0:
+            return
+        time.sleep(0.01)
+
+
+async def _count(sql: str) -> int:
+    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=PG_ADMIN_DB)
+    try:
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
+
+
+async def test_a_unit_whose_connection_died_unnoticed_runs_once_on_a_new_one() -> None:
+    """A unit on a connection used a moment ago does not send BEGIN first (see pg_connections): its first
+    statement is what finds the connection dead. Nothing was done on it, so that statement runs again on a new
+    connection; the request is stored once."""
+    require_postgres()
+    name = await asyncio.to_thread(create_pg_database)
+    db = Database(pg_url(name))
+    try:
+        await db.upgrade()
+        await _new_request(db, 1)
+        assert db.kept._free and not db.kept._free[-1][0].sync_connection.connection.driver_connection.is_closed()
+        cutting = threading.Thread(target=_cut_unseen, args=(name,))
+        cutting.start()
+        cutting.join()  # blocks the event loop: it sees nothing of the cut
+        kept = db.kept._free[-1][0].sync_connection.connection.driver_connection
+        assert not kept.is_closed()  # not noticed yet
+        second = await _new_request(db, 2)
+        assert kept.is_closed()  # the unit found it dead...
+        page = await services.list_requests(uow=db.uow(), requester_id="UREQ")
+        assert sorted(v.resource for v in page.items) == ["prod-db-1", "prod-db-2"]  # ...and stored its request once
+        assert (await services.get(uow=db.uow(), request_id=second)).status.value == "PENDING"
     finally:
         await db.dispose()
         await asyncio.to_thread(drop_pg_database, name)
