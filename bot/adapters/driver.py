@@ -31,6 +31,8 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -145,8 +147,8 @@ _SAME_AS_LAST: dict[tuple[str, str], _SameAsLast] = {}
 _PREPARED: dict[tuple[int, str, tuple[str, ...]], _Prepared] = {}
 # Deferred rows ride along with a statement as one data-modifying CTE per table: built once per shape.
 Shape = tuple[tuple[str, tuple[str, ...], int], ...]  # (table, columns, rows) for each table
-_RIDING: dict[tuple[int, Shape], Any] = {}
-_INSERT_INTO: dict[str, Any] = {}
+_RIDING: dict[tuple[int, Shape, int, frozenset[str]], Any] = {}
+_INSERT_INTO: dict[tuple[str, str, bool], Any] = {}
 _TOUCHES: dict[int, frozenset[str]] = {}
 
 
@@ -159,16 +161,28 @@ def _touches(statement: Any) -> frozenset[str]:
     return found
 
 
-def _riding(statement: Any, tables: dict[str, sa.Table], shape: Shape) -> Any:
-    """``statement`` with the deferred rows' INSERTs in front of it (``WITH d0 AS (INSERT ...) <statement>``)."""
-    combined = _RIDING.get((id(statement), shape))
+def _insert(table: sa.Table, dialect: str, keep_existing: bool) -> Any:
+    """INSERT into ``table``; ``keep_existing``: a row whose key is there already is not inserted (no error)."""
+    if not keep_existing:
+        return sa.insert(table)
+    return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table).on_conflict_do_nothing()
+
+
+def _riding(
+    statement: Any, tables: dict[str, sa.Table], shape: Shape, later: Any = None, keeping: frozenset[str] = frozenset()
+) -> Any:
+    """``statement`` with the deferred rows' INSERTs in front of it (``WITH d0 AS (INSERT ...) <statement>``), and
+    the deferred statement ``later`` (``s0``)."""
+    key = (id(statement), shape, id(later), keeping)
+    combined = _RIDING.get(key)
     if combined is None:
-        combined = statement
+        combined = statement if later is None else statement.add_cte(later.cte("s0"))
         for t, (name, columns, count) in enumerate(shape):
             table = tables[name]
             rows = [{c: sa.bindparam(f"d{t}_{i}_{c}", type_=table.c[c].type) for c in columns} for i in range(count)]
-            combined = combined.add_cte(sa.insert(table).values(rows).cte(f"d{t}"))
-        _RIDING[(id(statement), shape)] = combined
+            insert = _insert(table, "postgresql", name in keeping)
+            combined = combined.add_cte(insert.values(rows).cte(f"d{t}"))
+        _RIDING[key] = combined
     return combined
 
 
@@ -181,24 +195,49 @@ class Driver:
         self._connection: Any = None
         self._dialect: Dialect | None = None
         self._deferred: dict[str, tuple[sa.Table, list[dict[str, Any]]]] = {}
+        self._later: tuple[Any, dict[str, Any]] | None = None  # a deferred statement (``defer_statement``)
+        self._keeping: set[str] = set()  # tables whose deferred rows keep a row already there (``defer``)
         self._begin: Callable[[], Any] | None = None  # the unit's transaction, not begun yet (``use``)
         self.closing = False  # the unit is committing: a statement that leaves nothing deferred is its last
         self._revive: Callable[[], Any] | None = None  # a new connection, when the first statement finds it closed
         self._used = False  # a statement has run (or was retried) in this unit
 
-    def defer(self, table: sa.Table, row: dict[str, Any]) -> None:
+    def defer(self, table: sa.Table, row: dict[str, Any], *, keep_existing: bool = False) -> None:
         """Insert ``row`` with the unit's next statement: on PostgreSQL inside it (a data-modifying CTE, no round
         trip of its own) unless that statement touches ``table``; otherwise just before it; at the latest before
-        the commit (``write_deferred``). Rows of one table have the same keys."""
+        the commit (``write_deferred``). Rows of one table have the same keys. ``keep_existing``: a row whose key
+        is in the table already is not inserted (ON CONFLICT DO NOTHING), for all of the table's rows."""
         self._deferred.setdefault(table.name, (table, []))[1].append(row)
+        if keep_existing:
+            self._keeping.add(table.name)
+
+    async def defer_statement(self, statement: Any, params: dict[str, Any]) -> None:
+        """Run ``statement`` (whose row count nothing needs) with the unit's next one: on PostgreSQL inside it, as a
+        data-modifying CTE, like deferred rows. One at a time: an earlier one is run now."""
+        if self._later is not None:
+            await self._run_later(last=False)
+        self._later = (statement, params)
+
+    async def _run_later(self, *, last: bool) -> None:
+        if self._later is None:
+            return
+        (statement, params), self._later = self._later, None
+        # Last: as the unit commits, if nothing is left once the deferred rows ride along (``execute`` works it out).
+        await self.execute(statement, params, last=None if last else False)
 
     async def write_deferred(self, *, last: bool = False) -> None:
         """Insert the deferred rows now (before reading their table; ``last``: as the unit commits)."""
+        if self._later is not None:
+            await self._run_later(last=last)  # the deferred rows ride along with it
         deferred, self._deferred = self._deferred, {}
+        if not deferred:
+            return
+        _, dialect = await self._open()
         for table, rows in deferred.values():
-            insert = _INSERT_INTO.get(table.name)
+            key = (table.name, dialect.name, table.name in self._keeping)
+            insert = _INSERT_INTO.get(key)
             if insert is None:
-                insert = _INSERT_INTO[table.name] = sa.insert(table)
+                insert = _INSERT_INTO[key] = _insert(table, dialect.name, key[2])
             await self.execute_many(insert, rows, last=last and len(deferred) == 1)
 
     async def _transaction(self, *, plain_read: bool = False, last: bool = False) -> None:
@@ -210,22 +249,30 @@ class Driver:
         await begin()
 
     async def _with_deferred(self, statement: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        """The statement to run, and its parameters, with any deferred rows riding along."""
-        if not self._deferred:
+        """The statement to run, and its parameters, with any deferred rows and statement riding along."""
+        if not self._deferred and self._later is None:
             return statement, params
         _, dialect = await self._open()
-        if dialect.name != "postgresql" or _touches(statement) & self._deferred.keys():
+        later = self._later
+        if later is not None and (
+            dialect.name != "postgresql" or _touches(statement) & _touches(later[0]) or later[1].keys() & params.keys()
+        ):
+            await self._run_later(last=False)  # first, on its own (the rows ride along with it)
+            later = None
+        if self._deferred and (dialect.name != "postgresql" or _touches(statement) & self._deferred.keys()):
             # A statement does not see what a CTE of its own writes: one that touches their table goes after them.
             await self.write_deferred()
+        if not self._deferred and later is None:
             return statement, params
-        deferred, self._deferred = self._deferred, {}
+        deferred, self._deferred, self._later = self._deferred, {}, None
         shape = tuple((name, tuple(rows[0]), len(rows)) for name, (_, rows) in deferred.items())
         tables = {name: table for name, (table, _) in deferred.items()}
-        params = dict(params)
+        params = dict(params) if later is None else {**later[1], **params}
         for t, (_, rows) in enumerate(deferred.values()):
             for i, row in enumerate(rows):
                 params.update({f"d{t}_{i}_{c}": v for c, v in row.items()})
-        return _riding(statement, tables, shape), params
+        keeping = frozenset(self._keeping & deferred.keys())
+        return _riding(statement, tables, shape, None if later is None else later[0], keeping), params
 
     def use(
         self,
@@ -260,15 +307,19 @@ class Driver:
         plain_read = plain_read and riding is statement
         _, dialect, prepared = await self._prepared(riding, list(params))
         sql, args = prepared.args(params)
-        last = self.closing and not self._deferred
+        last = self.closing and not self._deferred and self._later is None
         return prepared.rows(await self._send(dialect, sql, args, fetch=True, plain_read=plain_read, last=last))
 
-    async def execute(self, statement: ClauseElement, params: dict[str, Any] | None = None) -> int:
+    async def execute(
+        self, statement: ClauseElement, params: dict[str, Any] | None = None, *, last: bool | None = None
+    ) -> int:
         """Run an INSERT, UPDATE or DELETE; returns how many rows it touched."""
         statement, params = await self._with_deferred(statement, params or {})
         _, dialect, prepared = await self._prepared(statement, list(params))
         sql, args = prepared.args(params)
-        return int(await self._send(dialect, sql, args, fetch=False, last=self.closing and not self._deferred))
+        if last is None:
+            last = self.closing and not self._deferred and self._later is None
+        return int(await self._send(dialect, sql, args, fetch=False, last=last))
 
     async def execute_many(
         self, statement: ClauseElement, rows: Sequence[dict[str, Any]], *, last: bool = False
@@ -276,7 +327,7 @@ class Driver:
         """Run a statement once per parameter set (rows of an INSERT); ``last``: the unit's last statement."""
         if not rows:
             return
-        if self._deferred:
+        if self._deferred or self._later is not None:
             await self.write_deferred()  # an executemany takes no CTE: they go first
         _, dialect, prepared = await self._prepared(statement, list(rows[0]))
         batch = [prepared.args(r)[1] for r in rows]

@@ -323,8 +323,8 @@ class SqlOutbox(AbstractOutbox):
         )
 
     async def finish_many(self, notice_ids: list[int], *, status: str, at: datetime) -> None:
-        if notice_ids:
-            await self.sql.execute(_FINISH_MANY, {"ids": notice_ids, "status": status, "at": at})
+        if notice_ids:  # with the unit's next statement, or as it commits (its deliveries' messages riding along)
+            await self.sql.defer_statement(_FINISH_MANY, {"ids": notice_ids, "status": status, "at": at})
 
     async def reschedule(self, notice_id: int, *, at: datetime, error: str) -> int:
         await self.session.execute(

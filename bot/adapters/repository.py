@@ -11,8 +11,6 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -143,11 +141,6 @@ def _filtered(query: Any, used: dict[str, bool]) -> Any:
     return query
 
 
-# A purpose already recorded keeps its first message.
-_RECORD_NEW = {
-    "sqlite": sqlite_insert(MESSAGES).on_conflict_do_nothing(),
-    "postgresql": postgresql_insert(MESSAGES).on_conflict_do_nothing(),
-}
 _MESSAGES_OF = sa.select(MESSAGES.c.request_id, MESSAGES.c.purpose, MESSAGES.c.channel_id, MESSAGES.c.ts).where(
     MESSAGES.c.request_id.in_(sa.bindparam("ids", expanding=True))
 )
@@ -293,6 +286,7 @@ class SqlRequestRepository(AbstractRequestRepository):
         self.session = session
         self.sql = driver or Driver(session)
         self._loaded: dict[str, tuple[Status, int]] = {}
+        self._locked: set[str] = set()  # requests whose row this unit locked as it read them (PostgreSQL)
 
     async def _add(self, request: AccessRequest, idempotency_key: str | None) -> None:
         # The row and its approvers are written with the unit's next statement (on PostgreSQL inside it: the
@@ -339,6 +333,8 @@ class SqlRequestRepository(AbstractRequestRepository):
         rows = await self.sql.rows(_GET_LOCKED if locking else _GET, {"b_id": request_id})
         if not rows:
             return None
+        if locking:
+            self._locked.add(request_id)
         if locking and not rows[0].unchanged:  # another transaction decided meanwhile: its decision is not here
             return (await self._hydrate(rows[:1]))[0]
         decided = [
@@ -372,7 +368,14 @@ class SqlRequestRepository(AbstractRequestRepository):
             follow, params = _NONE_AWAITING, {"b_id": request.id}
         elif new:
             follow, params = _DECIDED, {"b_id": request.id, "b_users": [d.approver_id for d in new]}
-        together = follow is not None and self.session.get_bind().dialect.name == "postgresql"
+        postgres = self.session.get_bind().dialect.name == "postgresql"
+        together = follow is not None and postgres
+        if postgres and request.id in self._locked:
+            # Its row locked since it was read: the status is the one read, the move cannot miss. It rides along
+            # with the unit's next statement (its notices, as it commits) instead of a round trip of its own.
+            await self.sql.defer_statement(_MOVE_WITH[id(follow)] if together else _MOVE_STATUS, {**move, **params})
+            self._loaded[request.id] = (request.status, len(request.decisions))
+            return
         try:
             if together:
                 moved = await self.sql.execute(_MOVE_WITH[id(follow)], {**move, **params})
@@ -534,13 +537,10 @@ class SqlMessageLog(AbstractMessageLog):
         return found
 
     async def record_many(self, posted: Sequence[PostedMessage], *, at: datetime) -> None:
-        if not posted:
-            return
-        rows = [
-            {"request_id": p.request_id, "purpose": p.purpose, "channel_id": p.channel_id, "ts": p.ts, "posted_at": at}
-            for p in posted
-        ]
-        await self.sql.execute_many(_RECORD_NEW[self.session.get_bind().dialect.name], rows)
+        # With the unit's next statement (on PostgreSQL inside it): nothing in the unit reads them.
+        for p in posted:
+            row = {"request_id": p.request_id, "purpose": p.purpose, "channel_id": p.channel_id, "ts": p.ts}
+            self.sql.defer(MESSAGES, {**row, "posted_at": at}, keep_existing=True)
 
 
 class AbstractDeliveryLog(abc.ABC):
