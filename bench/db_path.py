@@ -46,8 +46,9 @@ async def _service(db: Database, rid: str) -> None:
 # the one its snapshot saw; the approvers the process knows since it made the request); insert the decision;
 # move the status if unchanged; mark the approver as no longer awaited; audit; queue the four notices it owes
 # (updates of both DMs and the channel message, a thread reply) in one INSERT, those already queued left out by
-# ON CONFLICT. On PostgreSQL the decision and the approver's flag ride in the status move and the audit entry in
-# the notices' INSERT, as data-modifying CTEs: the raw driver runs the same statements. (In the bot, whose units
+# ON CONFLICT. On PostgreSQL the decision, the approver's flag, the status move and the audit entry ride in the
+# notices' INSERT, as data-modifying CTEs (the request's row is locked since it was read): the raw driver runs the
+# same statements. (In the bot, whose units
 # lease notices to its dispatcher, the notices' INSERT also works out each one's lease.)
 def _notice_rows(rid: str, now: str) -> list[tuple[Any, ...]]:
     owed = [
@@ -76,7 +77,14 @@ GET = (
     " ORDER BY decisions.id"
 )
 LOCKED = ", access_requests.xmin = (SELECT seen.xmin FROM access_requests AS seen WHERE seen.id = ?) AS unchanged"
-AUDITED = "WITH d0 AS (INSERT INTO audit_log (at, actor_id, action, request_id, details) VALUES ({}::json)) "
+DECIDED = (
+    "WITH approvers AS (UPDATE request_approvers SET awaiting = false WHERE request_id = {rid} AND user_id IN ({who})),"
+    " s0 AS (UPDATE access_requests SET status = {to}, updated_at = {now} WHERE id = {rid} AND status = {was}),"
+    " d0 AS (INSERT INTO decisions (request_id, approver_id, verdict, reason, decided_at)"
+    " VALUES ({rid}, {who}, {verdict}, {reason}, {now})),"
+    " d1 AS (INSERT INTO audit_log (at, actor_id, action, request_id, details)"
+    " VALUES ({now}, {who}, {act}, {rid}, {details}::json)) "
+)
 
 
 async def _raw_sqlite(conn: aiosqlite.Connection, rid: str) -> None:
@@ -108,34 +116,25 @@ async def _raw_pg(pool: asyncpg.Pool, rid: str) -> None:
     now = datetime.now(UTC)
     async with pool.acquire() as conn, conn.transaction():
         await conn.fetch(GET.format(LOCKED).replace("?", "$1") + " FOR UPDATE OF access_requests", rid)
-        await conn.execute(
-            "WITH d0 AS (INSERT INTO decisions (request_id, approver_id, verdict, reason, decided_at)"
-            " VALUES ($5, $6, $7, $8, $9)),"
-            " approvers AS (UPDATE request_approvers SET awaiting = false WHERE request_id = $3 AND user_id IN ($6))"
-            " UPDATE access_requests SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
-            "PENDING",
-            now,
-            rid,
-            "PENDING",
-            rid,
-            "UALICE",
-            "APPROVE",
-            None,
-            now,
-        )
         rows = [(*r[:9], now, now, None, None) for r in _notice_rows(rid, "")]
         values = ", ".join(
             "(" + ", ".join(f"${13 * n + i}" + ("::json" if i == 6 else "") for i in range(1, 14)) + ")"
             for n in range(len(rows))
         )
-        places = ", ".join(f"${len(rows) * 13 + i}" for i in range(1, 6))
+        n = len(rows) * 13  # then: rid, approver, verdict, reason, now, status, was, audit action, audit details
+        names = ("rid", "who", "verdict", "reason", "now", "to", "was", "act", "details")
+        places = {name: f"${n + i}" for i, name in enumerate(names, 1)}
         await conn.fetch(
-            AUDITED.format(places) + OUTBOX_INSERT.format(values),
+            DECIDED.format(**places) + OUTBOX_INSERT.format(values),
             *(v for r in rows for v in r),
-            now,
-            "UALICE",
-            "decision.approve",
             rid,
+            "UALICE",
+            "APPROVE",
+            None,
+            now,
+            "PENDING",
+            "PENDING",
+            "decision.approve",
             json.dumps({"reason": None}),
         )
 
