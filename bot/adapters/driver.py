@@ -346,7 +346,8 @@ class Driver:
     ) -> Any:
         """Run a statement (beginning the unit's transaction first if it needs it). If the unit's first one fails
         on a connection found closed (a server restart the event loop had not seen yet), nothing was done: it runs
-        again on a new connection (``revive``)."""
+        again on a new connection (``revive``). Not a write run on its own (``last``): the connection may have
+        closed after PostgreSQL committed it."""
         while True:
             try:
                 await self._transaction(plain_read=plain_read, last=last)
@@ -356,7 +357,8 @@ class Driver:
                 else:
                     result = await _run(self._connection, dialect, sql, args, fetch=fetch)
             except Exception:
-                if self._used or self._revive is None or not self._connection.is_closed():
+                alone = last and not plain_read and self._begin is not None
+                if self._used or alone or self._revive is None or not self._connection.is_closed():
                     raise
                 self._used = True  # once
                 self._connection, self._begin = await self._revive()

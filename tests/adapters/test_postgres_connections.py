@@ -8,6 +8,7 @@ import threading
 import time
 
 import asyncpg
+import pytest
 
 from bot.adapters.db import Database
 from bot.domain.values import Approver
@@ -98,6 +99,32 @@ async def test_a_unit_whose_connection_died_unnoticed_runs_once_on_a_new_one() -
         page = await services.list_requests(uow=db.uow(), requester_id="UREQ")
         assert sorted(v.resource for v in page.items) == ["prod-db-1", "prod-db-2"]  # ...and stored its request once
         assert (await services.get(uow=db.uow(), request_id=second)).status.value == "PENDING"
+    finally:
+        await db.dispose()
+        await asyncio.to_thread(drop_pg_database, name)
+
+
+async def test_a_write_run_alone_is_not_run_again_on_a_new_connection() -> None:
+    """A unit whose one statement is its write sends it without BEGIN: if its connection is then found closed, the
+    server may have committed it before the connection went, so the unit fails instead of writing it twice; the
+    next unit runs on a new connection."""
+    require_postgres()
+    name = await asyncio.to_thread(create_pg_database)
+    db = Database(pg_url(name))
+    try:
+        await db.upgrade()
+        await _new_request(db, 1)
+        cutting = threading.Thread(target=_cut_unseen, args=(name,))
+        cutting.start()
+        cutting.join()  # blocks the event loop: it sees nothing of the cut
+        with pytest.raises(Exception) as e:  # whatever the driver raises for a closed connection
+            await services.record_refusal(
+                uow=db.uow(), actor_id="UEVE", action="status", request_id=None, message="not yours"
+            )
+        assert "closed" in str(e.value)  # the connection, not the statement
+        await _new_request(db, 2)
+        page = await services.list_requests(uow=db.uow(), requester_id="UREQ")
+        assert sorted(v.resource for v in page.items) == ["prod-db-1", "prod-db-2"]
     finally:
         await db.dispose()
         await asyncio.to_thread(drop_pg_database, name)
