@@ -230,15 +230,20 @@ class Driver:
         if self._later is not None:
             await self._run_later(last=last)  # the deferred rows ride along with it
         deferred, self._deferred = self._deferred, {}
+        keeping, self._keeping = self._keeping, set()
         if not deferred:
             return
         _, dialect = await self._open()
         for table, rows in deferred.values():
-            key = (table.name, dialect.name, table.name in self._keeping)
+            key = (table.name, dialect.name, table.name in keeping)
             insert = _INSERT_INTO.get(key)
             if insert is None:
                 insert = _INSERT_INTO[key] = _insert(table, dialect.name, key[2])
             await self.execute_many(insert, rows, last=last and len(deferred) == 1)
+
+    def _last(self) -> bool:
+        """The statement about to run is the unit's last: it is committing and nothing is left to write after it."""
+        return self.closing and not self._deferred and self._later is None
 
     async def _transaction(self, *, plain_read: bool = False, last: bool = False) -> None:
         """Begin the unit's transaction, if it is not begun yet, before a statement that needs it: one that writes
@@ -271,7 +276,7 @@ class Driver:
         for t, (_, rows) in enumerate(deferred.values()):
             for i, row in enumerate(rows):
                 params.update({f"d{t}_{i}_{c}": v for c, v in row.items()})
-        keeping = frozenset(self._keeping & deferred.keys())
+        keeping, self._keeping = frozenset(self._keeping), set()
         return _riding(statement, tables, shape, None if later is None else later[0], keeping), params
 
     def use(
@@ -307,8 +312,8 @@ class Driver:
         plain_read = plain_read and riding is statement
         _, dialect, prepared = await self._prepared(riding, list(params))
         sql, args = prepared.args(params)
-        last = self.closing and not self._deferred and self._later is None
-        return prepared.rows(await self._send(dialect, sql, args, fetch=True, plain_read=plain_read, last=last))
+        rows = await self._send(dialect, sql, args, fetch=True, plain_read=plain_read, last=self._last())
+        return prepared.rows(rows)
 
     async def execute(
         self, statement: ClauseElement, params: dict[str, Any] | None = None, *, last: bool | None = None
@@ -317,9 +322,7 @@ class Driver:
         statement, params = await self._with_deferred(statement, params or {})
         _, dialect, prepared = await self._prepared(statement, list(params))
         sql, args = prepared.args(params)
-        if last is None:
-            last = self.closing and not self._deferred and self._later is None
-        return int(await self._send(dialect, sql, args, fetch=False, last=last))
+        return int(await self._send(dialect, sql, args, fetch=False, last=self._last() if last is None else last))
 
     async def execute_many(
         self, statement: ClauseElement, rows: Sequence[dict[str, Any]], *, last: bool = False

@@ -370,23 +370,20 @@ class SqlRequestRepository(AbstractRequestRepository):
             follow, params = _DECIDED, {"b_id": request.id, "b_users": [d.approver_id for d in new]}
         postgres = self.session.get_bind().dialect.name == "postgresql"
         together = follow is not None and postgres
+        statement, values = (_MOVE_WITH[id(follow)], {**move, **params}) if together else (_MOVE_STATUS, move)
         if postgres and request.id in self._locked:
             # Its row locked since it was read: the status is the one read, the move cannot miss. It rides along
             # with the unit's next statement (its notices, as it commits) instead of a round trip of its own.
-            await self.sql.defer_statement(_MOVE_WITH[id(follow)] if together else _MOVE_STATUS, {**move, **params})
-            self._loaded[request.id] = (request.status, len(request.decisions))
-            return
-        try:
-            if together:
-                moved = await self.sql.execute(_MOVE_WITH[id(follow)], {**move, **params})
-            else:
-                moved = await self.sql.execute(_MOVE_STATUS, move)
-        except IntegrityError as exc:  # one approver's decision is stored once
-            raise ConcurrentUpdate(f"decision on {request.id} already recorded") from exc
-        if moved != 1:
-            raise ConcurrentUpdate(f"request {request.id} changed under us")
-        if follow is not None and not together:
-            await self.sql.execute(follow, params)
+            await self.sql.defer_statement(statement, values)
+        else:
+            try:
+                moved = await self.sql.execute(statement, values)
+            except IntegrityError as exc:  # one approver's decision is stored once
+                raise ConcurrentUpdate(f"decision on {request.id} already recorded") from exc
+            if moved != 1:
+                raise ConcurrentUpdate(f"request {request.id} changed under us")
+            if follow is not None and not together:
+                await self.sql.execute(follow, params)
         self._loaded[request.id] = (request.status, len(request.decisions))
 
     async def find(self, where: RequestFilter, *, limit: int, offset: int = 0) -> list[AccessRequest]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -38,13 +40,22 @@ async def _new_request(db: Database, n: int) -> str:
     return view.id
 
 
-async def test_units_survive_their_pooled_connections_being_dropped() -> None:
+@asynccontextmanager
+async def _database_with_a_request() -> AsyncIterator[tuple[Database, str, str]]:
+    """A database of its own (its name) with one request stored (its id)."""
     require_postgres()
     name = await asyncio.to_thread(create_pg_database)
     db = Database(pg_url(name))
     try:
         await db.upgrade()
-        first = await _new_request(db, 1)
+        yield db, name, await _new_request(db, 1)
+    finally:
+        await db.dispose()
+        await asyncio.to_thread(drop_pg_database, name)
+
+
+async def test_units_survive_their_pooled_connections_being_dropped() -> None:
+    async with _database_with_a_request() as (db, name, first):
         assert (await services.get(uow=db.uow(), request_id=first)).status.value == "PENDING"
         # Every connection the bot's pools hold is cut, as a server restart would.
         cut = f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"  # noqa: S608 (our name)
@@ -53,14 +64,18 @@ async def test_units_survive_their_pooled_connections_being_dropped() -> None:
         assert (await services.get(uow=db.uow(), request_id=second)).resource == "prod-db-2"  # a reading unit
         page = await services.list_requests(uow=db.uow(), requester_id="UREQ")
         assert {v.id for v in page.items} == {first, second}
-    finally:
-        await db.dispose()
-        await asyncio.to_thread(drop_pg_database, name)
 
 
 def _cut_unseen(name: str) -> None:
-    """Terminate the database's connections (from another thread, while the test's event loop cannot run): a
-    server restart the bot has not noticed yet, its kept connections look open until their next statement."""
+    """Terminate the database's connections from another thread, this one (and its event loop) blocked until they
+    are gone: a server restart the bot has not noticed yet, its kept connections look open until their next
+    statement."""
+    cutting = threading.Thread(target=_cut, args=(name,))
+    cutting.start()
+    cutting.join()
+
+
+def _cut(name: str) -> None:
     cut = f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"  # noqa: S608 (our name)
     asyncio.run(_admin(cut))
     left = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'"  # noqa: S608 (our name)
@@ -82,16 +97,9 @@ async def test_a_unit_whose_connection_died_unnoticed_runs_once_on_a_new_one() -
     """A unit on a connection used a moment ago does not send BEGIN first (see pg_connections): its first
     statement is what finds the connection dead. Nothing was done on it, so that statement runs again on a new
     connection; the request is stored once."""
-    require_postgres()
-    name = await asyncio.to_thread(create_pg_database)
-    db = Database(pg_url(name))
-    try:
-        await db.upgrade()
-        await _new_request(db, 1)
+    async with _database_with_a_request() as (db, name, _):
         assert db.kept._free and not db.kept._free[-1][0].sync_connection.connection.driver_connection.is_closed()
-        cutting = threading.Thread(target=_cut_unseen, args=(name,))
-        cutting.start()
-        cutting.join()  # blocks the event loop: it sees nothing of the cut
+        _cut_unseen(name)
         kept = db.kept._free[-1][0].sync_connection.connection.driver_connection
         assert not kept.is_closed()  # not noticed yet
         second = await _new_request(db, 2)
@@ -99,24 +107,14 @@ async def test_a_unit_whose_connection_died_unnoticed_runs_once_on_a_new_one() -
         page = await services.list_requests(uow=db.uow(), requester_id="UREQ")
         assert sorted(v.resource for v in page.items) == ["prod-db-1", "prod-db-2"]  # ...and stored its request once
         assert (await services.get(uow=db.uow(), request_id=second)).status.value == "PENDING"
-    finally:
-        await db.dispose()
-        await asyncio.to_thread(drop_pg_database, name)
 
 
 async def test_a_write_run_alone_is_not_run_again_on_a_new_connection() -> None:
     """A unit whose one statement is its write sends it without BEGIN: if its connection is then found closed, the
     server may have committed it before the connection went, so the unit fails instead of writing it twice; the
     next unit runs on a new connection."""
-    require_postgres()
-    name = await asyncio.to_thread(create_pg_database)
-    db = Database(pg_url(name))
-    try:
-        await db.upgrade()
-        await _new_request(db, 1)
-        cutting = threading.Thread(target=_cut_unseen, args=(name,))
-        cutting.start()
-        cutting.join()  # blocks the event loop: it sees nothing of the cut
+    async with _database_with_a_request() as (db, name, _):
+        _cut_unseen(name)
         with pytest.raises(Exception) as e:  # whatever the driver raises for a closed connection
             await services.record_refusal(
                 uow=db.uow(), actor_id="UEVE", action="status", request_id=None, message="not yours"
@@ -125,6 +123,3 @@ async def test_a_write_run_alone_is_not_run_again_on_a_new_connection() -> None:
         await _new_request(db, 2)
         page = await services.list_requests(uow=db.uow(), requester_id="UREQ")
         assert sorted(v.resource for v in page.items) == ["prod-db-1", "prod-db-2"]
-    finally:
-        await db.dispose()
-        await asyncio.to_thread(drop_pg_database, name)
