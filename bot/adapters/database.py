@@ -46,14 +46,15 @@ def create_engine(
         kwargs.setdefault("max_overflow", 5)
         # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic plan that ignores
         # the values (e.g. which approver), which made "awaiting my decision" ten times slower at 100k requests:
-        # reading connections plan every run. Writing units look rows up by key, where a generic plan is as good
-        # and saves PostgreSQL planning each statement (in the benchmark 0.8-1 ms of its CPU per flow, measured
-        # per process in alternating runs). random_page_cost 1.1 (the default, 4, is for spinning disks):
+        # reading connections plan every run. Writing units look rows up by key, where a generic plan is as good:
+        # their connections always use it. Left to choose, PostgreSQL kept planning the statements that carry a
+        # unit's rows along (a decision's, ~70 parameters) at every run: forced, its CPU per flow at 5 in flight
+        # went 4.3-6.4 -> 3.3-4.0 ms and the bot's acks 21-27 -> 16-26 ms (three alternating rounds, 2026-11-27).
+        # random_page_cost 1.1 (the default, 4, is for spinning disks):
         # with it PostgreSQL reaches an approver's pending requests through their ~400 rows by primary key instead
         # of hash-joining every pending request.
         settings = {"random_page_cost": "1.1"}
-        if read_only:
-            settings["plan_cache_mode"] = "force_custom_plan"
+        settings["plan_cache_mode"] = "force_custom_plan" if read_only else "force_generic_plan"
         kwargs.setdefault("connect_args", {"server_settings": settings})
         if read_only:
             # At READ COMMITTED every statement takes its own snapshot, inside a transaction or not; without one, a

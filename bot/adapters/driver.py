@@ -43,7 +43,7 @@ from sqlalchemy.sql.selectable import GenerativeSelect
 from sqlalchemy.sql.util import find_tables
 
 Processor = Callable[[Any], Any] | None
-_KEEP_LENGTHS = 32  # IN lists up to this long have their SQL kept
+_KEEP_LENGTHS = 1024  # IN lists up to this long (padded: 11 lengths) have their SQL kept
 
 
 class _Prepared:
@@ -77,6 +77,7 @@ class _Prepared:
         if self.fixed:
             params = {**self.fixed, **params}
         if self.expanding:  # IN lists: the SQL depends on their lengths
+            params = _padded(params, self.expanding)
             lengths = tuple(len(params[name]) for name in self.expanding)
             expanded = self._expanded.get(lengths)
             if expanded is None:
@@ -112,6 +113,21 @@ class _Prepared:
                 values[i] = process(values[i])
             out.append(self.row._make(values))
         return out
+
+
+def _padded(params: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """``params`` with each IN list ``names`` padded to a power of two by repeating its last value (which
+    changes no IN): a statement takes a handful of shapes instead of one per length. Each shape is a statement
+    that PostgreSQL parses and plans, and asyncpg prepares in a round trip of its own, on each connection: the
+    outbox's recordings (notices done, of 1 to 40-odd messages) made a new one at almost every run."""
+    padded = None
+    for name in names:
+        values = params[name]
+        n = len(values)
+        if n & (n - 1):  # not 0, 1, 2, 4, 8...
+            padded = padded or dict(params)
+            padded[name] = [*values, *[values[-1]] * ((1 << n.bit_length()) - n)]
+    return padded or params
 
 
 def _bind_processor(compiled: SQLCompiler, name: str, dialect: Dialect) -> Processor:
@@ -270,13 +286,16 @@ class Driver:
         if not self._deferred and later is None:
             return statement, params
         deferred, self._deferred, self._later = self._deferred, {}, None
+        keeping, self._keeping = frozenset(self._keeping), set()
+        for name in keeping & deferred.keys():  # a row twice is inserted once: a handful of shapes (``_padded``)
+            rows = deferred[name][1]
+            rows.extend([rows[-1]] * ((1 << (len(rows) - 1).bit_length()) - len(rows)))
         shape = tuple((name, tuple(rows[0]), len(rows)) for name, (_, rows) in deferred.items())
         tables = {name: table for name, (table, _) in deferred.items()}
         params = dict(params) if later is None else {**later[1], **params}
         for t, (_, rows) in enumerate(deferred.values()):
             for i, row in enumerate(rows):
                 params.update({f"d{t}_{i}_{c}": v for c, v in row.items()})
-        keeping, self._keeping = frozenset(self._keeping), set()
         return _riding(statement, tables, shape, None if later is None else later[0], keeping), params
 
     def use(

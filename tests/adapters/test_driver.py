@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from bot.adapters import driver as driver_module
 from bot.adapters import outbox, repository
 from bot.adapters.db import Database
 from bot.adapters.driver import Driver
@@ -17,6 +18,11 @@ from bot.service_layer import delivery, services
 
 ALICE, BOB = Approver("UALICE", "Alice", "alice@example.com"), Approver("UBOB", "Bob")
 
+CLEAR_AWAITING = (
+    sa.update(repository.APPROVERS)
+    .where(repository.APPROVERS.c.request_id.in_(sa.bindparam("ids", expanding=True)))
+    .values(awaiting=False)
+)
 DECISIONS_OF = sa.select(repository.DECISIONS).where(
     repository.DECISIONS.c.request_id.in_(sa.bindparam("ids", expanding=True))
 )
@@ -66,6 +72,23 @@ async def test_in_lists_of_every_length(db: Database) -> None:
         for wanted in ([ids[0]], ids, [], ids[1:], [ids[2]], ids, many, many):
             rows = await driver.rows(repository._BY_IDS, {"ids": wanted})
             assert sorted(r.id for r in rows) == sorted(i for i in wanted if i in ids)
+    finally:
+        await session.close()
+
+
+async def test_in_lists_take_a_handful_of_shapes(db: Database) -> None:
+    """An IN list is padded to a power of two with its last value: lists of 1 to 43 values make 7 statements, not
+    43 (on PostgreSQL each is parsed, planned and prepared in a round trip of its own), and an UPDATE still
+    touches each listed row once."""
+    ids = [await _request(db, f"r{i}") for i in range(3)]
+    session = db.session_factory()
+    try:
+        driver = Driver(session)
+        for n in range(1, 44):
+            wanted = [*ids, *(f"AR-NONE{i:04d}" for i in range(40))][:n]
+            assert await driver.execute(CLEAR_AWAITING, {"ids": wanted}) == 2 * min(n, 3)  # two approvers each
+        prepared = driver_module._PREPARED[(id(CLEAR_AWAITING), db.engine.dialect.name, ("ids",))]
+        assert sorted(prepared._expanded) == [(1,), (2,), (4,), (8,), (16,), (32,), (64,)]
     finally:
         await session.close()
 
@@ -195,5 +218,26 @@ async def test_a_statement_touching_a_deferred_rows_table_goes_after_them(db: Da
             sa.select(repository.APPROVERS.c.awaiting).where(repository.APPROVERS.c.user_id == "UCAROL")
         )
         assert found.scalar_one() is False
+    finally:
+        await session.close()
+
+
+async def test_rows_that_keep_existing_ones_ride_along_padded(db: Database) -> None:
+    """Rows that keep a row already there (where messages were posted) are padded like IN lists when they ride
+    along (their last row again, inserted once): four new rows are stored once each, the one already there is
+    kept as it was."""
+    rid = await _request(db)
+    at = datetime.now(UTC)
+    posted = [{"request_id": rid, "purpose": f"dm:U{i}", "channel_id": f"DU{i}", "ts": f"1.{i}"} for i in range(5)]
+    session = db.session_factory()
+    try:
+        driver = Driver(session)
+        driver.defer(repository.MESSAGES, {**posted[0], "posted_at": at}, keep_existing=True)
+        await driver.write_deferred()
+        for row in (*posted[1:], {**posted[0], "ts": "9.9"}):  # five rows (padded to eight), the last a key stored already
+            driver.defer(repository.MESSAGES, {**row, "posted_at": at}, keep_existing=True)
+        await driver.rows(repository._GET, {"b_id": rid})  # on PostgreSQL they ride along with it
+        stored = await session.execute(sa.select(repository.MESSAGES.c.purpose, repository.MESSAGES.c.ts))
+        assert sorted(stored.all()) == sorted((p["purpose"], p["ts"]) for p in posted)
     finally:
         await session.close()

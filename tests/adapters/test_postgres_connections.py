@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 
 from bot.adapters.db import Database
 from bot.domain.values import Approver
@@ -123,3 +124,16 @@ async def test_a_write_run_alone_is_not_run_again_on_a_new_connection() -> None:
         await _new_request(db, 2)
         page = await services.list_requests(uow=db.uow(), requester_id="UREQ")
         assert sorted(v.resource for v in page.items) == ["prod-db-1", "prod-db-2"]
+
+
+async def test_writing_units_plan_once_and_reading_units_plan_for_their_values() -> None:
+    """Writing units look rows up by key: their statements keep one generic plan (a decision's carries ~70
+    parameters, which PostgreSQL would otherwise plan at every run). Reading units search (whose requests await
+    this approver?), where a plan for the values at hand is ten times faster at 100k requests."""
+    async with _database_with_a_request() as (db, _, request_id):
+        async with db.uow() as uow:  # a writing unit, on one of the kept connections
+            await uow.requests.get(request_id)
+            writing = await uow.session.execute(text("SHOW plan_cache_mode"))
+            assert writing.scalar_one() == "force_generic_plan"
+        async with db.read_engine.connect() as reading:
+            assert (await reading.execute(text("SHOW plan_cache_mode"))).scalar_one() == "force_custom_plan"
