@@ -234,7 +234,8 @@ async def test_rows_that_keep_existing_ones_ride_along_padded(db: Database) -> N
         driver = Driver(session)
         driver.defer(repository.MESSAGES, {**posted[0], "posted_at": at}, keep_existing=True)
         await driver.write_deferred()
-        for row in (*posted[1:], {**posted[0], "ts": "9.9"}):  # five rows (padded to eight), the last a key stored already
+        # Five rows (padded to eight), the last a key stored already.
+        for row in (*posted[1:], {**posted[0], "ts": "9.9"}):
             driver.defer(repository.MESSAGES, {**row, "posted_at": at}, keep_existing=True)
         await driver.rows(repository._GET, {"b_id": rid})  # on PostgreSQL they ride along with it
         stored = await session.execute(sa.select(repository.MESSAGES.c.purpose, repository.MESSAGES.c.ts))
