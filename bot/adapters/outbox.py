@@ -211,6 +211,17 @@ _LEASE = (
     .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)))
     .values(lease_until=sa.bindparam("until"), claimed_by=sa.bindparam("by"), claims=OUTBOX.c.claims + 1)
 )
+_RENEW = (
+    sa.update(OUTBOX)
+    .where(
+        OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)),
+        OUTBOX.c.status == PENDING,
+        OUTBOX.c.claimed_by == sa.bindparam("by"),
+        OUTBOX.c.lease_until.is_not(None),
+    )
+    .values(lease_until=sa.bindparam("until"))
+    .returning(OUTBOX.c.id)
+)
 _FINISH_MANY = (
     sa.update(OUTBOX)
     .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)))
@@ -234,6 +245,10 @@ class AbstractOutbox(abc.ABC):
 
     @abc.abstractmethod
     async def claim(self, *, by: str, now: datetime, lease: timedelta, limit: int) -> list[Claimed]: ...
+
+    @abc.abstractmethod
+    async def renew(self, notice_ids: list[int], *, by: str, until: datetime) -> set[int]:
+        """Extend to ``until`` the leases ``by`` still holds on these pending notices; returns their ids."""
 
     @abc.abstractmethod
     async def finish(self, notice_id: int, *, status: str, at: datetime, error: str | None = None) -> None: ...
@@ -314,6 +329,11 @@ class SqlOutbox(AbstractOutbox):
             return []
         await self.sql.execute(_LEASE, {"ids": [r.id for r in rows], "until": now + lease, "by": by})
         return [replace(Claimed.of(r), claims=r.claims + 1) for r in rows]
+
+    async def renew(self, notice_ids: list[int], *, by: str, until: datetime) -> set[int]:
+        if not notice_ids:
+            return set()
+        return {r.id for r in await self.sql.rows(_RENEW, {"ids": notice_ids, "by": by, "until": until})}
 
     async def finish(self, notice_id: int, *, status: str, at: datetime, error: str | None = None) -> None:
         await self.session.execute(

@@ -36,6 +36,14 @@ async def claim_notices(*, uow: AbstractUnitOfWork, by: str, lease: timedelta, l
     return claimed
 
 
+async def renew_leases(*, uow: AbstractUnitOfWork, notice_ids: list[int], by: str, lease: timedelta) -> set[int]:
+    """Extend the leases dispatcher ``by`` holds on notices waiting in its memory; returns those it still held."""
+    async with uow:
+        renewed = await uow.outbox.renew(notice_ids, by=by, until=utcnow() + lease)
+        await uow.commit()
+    return renewed
+
+
 @dataclass(frozen=True)
 class Delivery:
     """A notice delivered; for a posted message, where it is."""

@@ -48,16 +48,50 @@ async def test_a_failed_post_takes_its_messages_later_notices_back(tmp_path: Pat
         await stop_world(world)
 
 
-async def test_a_notice_held_too_long_goes_back_before_its_lease_runs_out(tmp_path: Path) -> None:
-    # Half the lease is 0.5 s; each of the first two posts (the DMs) takes Slack 0.4 s, within SLACK_TIMEOUT.
+async def _slow_dms_then_channel_post(tmp_path: Path) -> tuple[Any, str]:
+    """A bot delivering one notice at a time, whose lease is 1 s; the two DMs take Slack 0.4 s each (within
+    SLACK_TIMEOUT), so that the channel post waits in memory past half its lease. Returns the world and the request
+    once everything is delivered."""
     world = await start_world(tmp_path, "http", outbox_lease_seconds=1.0, slack_timeout=0.5)
-    slack, dispatcher = world.slack, world.bot.dispatcher
-    dispatcher.batch = dispatcher.batch_while_acking = 1  # one delivery at a time: the others wait in memory
-    slack.inject("chat.postMessage", Fault.latency(0.4), Fault.latency(0.4))
+    world.bot.dispatcher.batch = world.bot.dispatcher.batch_while_acking = 1
+    world.slack.inject("chat.postMessage", Fault.latency(0.4), Fault.latency(0.4))
+    reply = await world.slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident 42")
+    await world.settled(timeout=20)
+    return world, reply.text.split("Request ")[1].split(" ")[0]
+
+
+async def _channel_post(world: Any, rid: str) -> Any:
+    [notice] = [
+        e
+        for e in await delivery.outbox_entries(uow=world.bot.db.uow(), statuses=("done",))
+        if e.dedupe_key == f"{rid}:post:channel"
+    ]
+    return notice
+
+
+async def test_a_notice_waiting_past_half_its_lease_has_its_lease_renewed(tmp_path: Path) -> None:
+    world, rid = await _slow_dms_then_channel_post(tmp_path)
+    slack = world.slack
     try:
-        reply = await slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident 42")
-        rid = reply.text.split("Request ")[1].split(" ")[0]
-        await world.settled(timeout=20)
+        assert len(slack.dms("UALICE")) == len(slack.dms("UBOB")) == 1
+        assert len([m for m in slack.channel_messages("CNOTIFY") if rid in m.text]) == 1
+        # Renewed while it waited: never given back, so never taken for one that may have been posted already.
+        assert [m for m, _ in slack.calls if m == "conversations.history"] == []
+        assert (await _channel_post(world, rid)).claims == 1
+    finally:
+        await stop_world(world)
+
+
+async def test_a_notice_goes_back_before_its_lease_runs_out_when_it_cannot_be_renewed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def database_refuses(**kwargs: Any) -> set[int]:
+        raise RuntimeError("the database is unreachable")
+
+    monkeypatch.setattr(delivery, "renew_leases", database_refuses)
+    world, rid = await _slow_dms_then_channel_post(tmp_path)
+    slack = world.slack
+    try:
         assert len(slack.dms("UALICE")) == len(slack.dms("UBOB")) == 1
         assert len([m for m in slack.channel_messages("CNOTIFY") if rid in m.text]) == 1
         # The channel post waited behind both DMs past half its lease: it went back and, claimed again, the bot
@@ -66,12 +100,7 @@ async def test_a_notice_held_too_long_goes_back_before_its_lease_runs_out(tmp_pa
         looked = methods.index(("conversations.history", "CNOTIFY"))
         posted = methods.index(("chat.postMessage", "CNOTIFY"))
         assert looked < posted
-        [channel] = [
-            e
-            for e in await delivery.outbox_entries(uow=world.bot.db.uow(), statuses=("done",))
-            if e.dedupe_key == f"{rid}:post:channel"
-        ]
-        assert channel.claims >= 2
+        assert (await _channel_post(world, rid)).claims >= 2
     finally:
         await stop_world(world)
 
