@@ -39,11 +39,14 @@ def create_engine(
         # (BEGIN; ping; ROLLBACK) before the unit's own BEGIN: a unit's BEGIN finds a dropped connection instead,
         # and the unit starts again on a fresh one (see pg_connections).
         kwargs.setdefault("pool_pre_ping", read_only)
-        # A burst keeps more units open at once than the default pool of 5 (+10 overflow): units waiting for a
-        # connection made acks 40% slower in the benchmark. At most 25 writing and 15 reading connections per
-        # process leave room for two replicas and admin sessions under PostgreSQL's default max_connections (100).
-        kwargs.setdefault("pool_size", 10 if read_only else 20)
-        kwargs.setdefault("max_overflow", 5)
+        # Writing units are short (a decision is four round trips, a new request two): six connections kept and
+        # two more for a burst serve 20 requests in flight. With 20 (+5), as many backends competed for two cores:
+        # PostgreSQL's CPU per flow went up with the load, and at 20 in flight the bot did 0.67x the baseline's flows
+        # per second against 0.73-0.79x with 6 (+2), acks and DMs no slower, at 5 in flight no different (alternating
+        # runs, 2026-11-27). Readers keep 10 (+5). At most 8 writing and 15 reading connections per process leave
+        # room for several replicas and admin sessions under PostgreSQL's default max_connections (100).
+        kwargs.setdefault("pool_size", 10 if read_only else 6)
+        kwargs.setdefault("max_overflow", 5 if read_only else 2)
         # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic plan that ignores
         # the values (e.g. which approver), which made "awaiting my decision" ten times slower at 100k requests:
         # reading connections plan every run. Writing units look rows up by key, where a generic plan is as good:
