@@ -217,6 +217,9 @@ class Driver:
         self.closing = False  # the unit is committing: a statement that leaves nothing deferred is its last
         self._revive: Callable[[], Any] | None = None  # a new connection, when the first statement finds it closed
         self._used = False  # a statement has run (or was retried) in this unit
+        # The unit's writes insert a new key (a new request's id): run again after a commit the connection did not
+        # report, they fail on it instead of writing twice, so a write sent alone may run again on a new connection.
+        self.rerunnable = False
 
     def defer(self, table: sa.Table, row: dict[str, Any], *, keep_existing: bool = False) -> None:
         """Insert ``row`` with the unit's next statement: on PostgreSQL inside it (a data-modifying CTE, no round
@@ -369,7 +372,7 @@ class Driver:
         """Run a statement (beginning the unit's transaction first if it needs it). If the unit's first one fails
         on a connection found closed (a server restart the event loop had not seen yet), nothing was done: it runs
         again on a new connection (``revive``). Not a write run on its own (``last``): the connection may have
-        closed after PostgreSQL committed it."""
+        closed after PostgreSQL committed it; unless the unit is ``rerunnable``."""
         while True:
             try:
                 await self._transaction(plain_read=plain_read, last=last)
@@ -379,7 +382,7 @@ class Driver:
                 else:
                     result = await _run(self._connection, dialect, sql, args, fetch=fetch)
             except Exception:
-                alone = last and not plain_read and self._begin is not None
+                alone = last and not plain_read and self._begin is not None and not self.rerunnable
                 if self._used or alone or self._revive is None or not self._connection.is_closed():
                     raise
                 self._used = True  # once

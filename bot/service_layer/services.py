@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
-from bot.adapters.repository import ConcurrentUpdate, RequestFilter, utc
+from bot.adapters.repository import ConcurrentUpdate, RequestFilter, too_many_open, utc
 from bot.domain import errors
 from bot.domain.model import AccessRequest, DecisionOutcome
 from bot.domain.values import Approver, Policy, Status, Verdict
@@ -59,32 +59,38 @@ async def create_request(
         now=now,
         policy=policy,
     )
-    async with uow:
-        if idempotency_key is not None:
-            earlier = await uow.requests.by_idempotency_key(idempotency_key)
-            if earlier is not None:
-                return RequestView.of(earlier)
-        open_now = await uow.requests.count(RequestFilter(Status.PENDING, requester_id=requester_id))
-        if open_now >= policy.max_open_per_requester:
-            raise errors.TooManyOpenRequests(
-                f"You already have {open_now} open requests (the limit is {policy.max_open_per_requester}). "
-                "Cancel one with `/access-request cancel <id>` or wait for a decision."
+    try:
+        async with uow:
+            if idempotency_key is not None:
+                earlier = await uow.requests.by_idempotency_key(idempotency_key)
+                if earlier is not None:
+                    return RequestView.of(earlier)
+            await uow.requests.add(request, idempotency_key=idempotency_key, open_limit=policy.max_open_per_requester)
+            if confirm_by_message:
+                await uow.queue(notices.confirmation(request.id))
+            await uow.audit.record(
+                action="request.created",
+                actor_id=requester_id,
+                request_id=request.id,
+                at=now,
+                details={
+                    "resource": request.resource,
+                    "approvers": [a.user_id for a in request.approvers],
+                    "duration_minutes": duration_minutes,
+                },
             )
-        await uow.requests.add(request, idempotency_key=idempotency_key)
-        if confirm_by_message:
-            await uow.queue(notices.confirmation(request.id))
-        await uow.audit.record(
-            action="request.created",
-            actor_id=requester_id,
-            request_id=request.id,
-            at=now,
-            details={
-                "resource": request.resource,
-                "approvers": [a.user_id for a in request.approvers],
-                "duration_minutes": duration_minutes,
-            },
-        )
-        await uow.commit()
+            await uow.commit()
+    except Exception as exc:
+        if not too_many_open(exc):
+            raise
+        open_now = getattr(exc, "open_now", None)
+        if open_now is None:  # found out by the statement that would have stored it: counted now, for the message
+            async with uow.reading():
+                open_now = await uow.requests.count(RequestFilter(Status.PENDING, requester_id=requester_id))
+        raise errors.TooManyOpenRequests(
+            f"You already have {max(open_now, policy.max_open_per_requester)} open requests (the limit is "
+            f"{policy.max_open_per_requester}). Cancel one with `/access-request cancel <id>` or wait for a decision."
+        ) from None
     return RequestView.of(request)
 
 

@@ -10,7 +10,7 @@ from bot.adapters.tables import AuditRow, DecisionRow
 from bot.domain import errors
 from bot.domain.model import DecisionOutcome
 from bot.domain.values import Approver, Policy, Status
-from bot.service_layer import services
+from bot.service_layer import delivery, services
 
 ALICE, BOB, CAROL = (
     Approver("UALICE", "Alice", "alice@example.com"),
@@ -129,6 +129,11 @@ async def test_open_request_limit(db: Database) -> None:
     r = await new(db, policy=policy)
     with pytest.raises(errors.TooManyOpenRequests, match="already have 2 open requests"):
         await new(db, policy=policy)
+    # Held back whole (on PostgreSQL by the statement that would have stored it): no request, no notice for it.
+    stored = {v.id for v in (await services.list_requests(uow=db.uow(), requester_id="UREQ")).items}
+    assert len(stored) == 2
+    owed = await delivery.outbox_entries(uow=db.uow(), statuses=("pending",))
+    assert {e.request_id for e in owed} == stored
     await services.cancel(uow=db.uow(), request_id=r.id, user_id="UREQ")
     await new(db, policy=policy)
 
