@@ -115,6 +115,11 @@ class _Prepared:
         return out
 
 
+def _padding(n: int) -> int:
+    """How many values make ``n`` a power of two (0 for 0)."""
+    return (1 << (n - 1).bit_length()) - n if n else 0
+
+
 def _padded(params: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
     """``params`` with each IN list ``names`` padded to a power of two by repeating its last value (which
     changes no IN): a statement takes a handful of shapes instead of one per length. Each shape is a statement
@@ -123,10 +128,9 @@ def _padded(params: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
     padded = None
     for name in names:
         values = params[name]
-        n = len(values)
-        if n & (n - 1):  # not 0, 1, 2, 4, 8...
+        if extra := _padding(len(values)):
             padded = padded or dict(params)
-            padded[name] = [*values, *[values[-1]] * ((1 << n.bit_length()) - n)]
+            padded[name] = [*values, *[values[-1]] * extra]
     return padded or params
 
 
@@ -292,7 +296,7 @@ class Driver:
         keeping, self._keeping = frozenset(self._keeping), set()
         for name in keeping & deferred.keys():  # a row twice is inserted once: a handful of shapes (``_padded``)
             rows = deferred[name][1]
-            rows.extend([rows[-1]] * ((1 << (len(rows) - 1).bit_length()) - len(rows)))
+            rows.extend([rows[-1]] * _padding(len(rows)))
         shape = tuple((name, tuple(rows[0]), len(rows)) for name, (_, rows) in deferred.items())
         tables = {name: table for name, (table, _) in deferred.items()}
         params = dict(params) if later is None else {**later[1], **params}

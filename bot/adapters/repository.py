@@ -55,19 +55,7 @@ _GET_LOCKED = _GET.add_columns(
     (sa.literal_column(f"{REQUESTS.name}.xmin") == _SEEN_VERSION).label("unchanged")
 ).with_for_update(of=REQUESTS, key_share=True)
 # PostgreSQL, storing a new request: inserted only while its requester has fewer open requests than the limit.
-_NEW_REQUEST = (
-    "id",
-    "requester_id",
-    "requester_name",
-    "resource",
-    "justification",
-    "duration_minutes",
-    "required_approvals",
-    "status",
-    "created_at",
-    "updated_at",
-    "idempotency_key",
-)
+_NEW_REQUEST = tuple(REQUESTS.c.keys())  # all of its columns, as a new request's row has them
 _OPEN_NOW = (
     sa.select(sa.func.count())
     .select_from(REQUESTS)
