@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -54,6 +55,11 @@ _SEEN_VERSION = sa.select(sa.literal_column("seen.xmin")).where(_SEEN.c.id == sa
 _GET_LOCKED = _GET.add_columns(
     (sa.literal_column(f"{REQUESTS.name}.xmin") == _SEEN_VERSION).label("unchanged")
 ).with_for_update(of=REQUESTS, key_share=True)
+# PostgreSQL, recording a decision (``for_decision``): the same, read without a lock (no transaction to begin),
+# with the version of the request's row (``xmin``, the transaction that wrote it: every decision moves its request's
+# row). The decision is written by one statement that commits on its own (``_DECISION_IF_UNCHANGED``).
+_VERSION = sa.cast(sa.literal_column(f"{REQUESTS.name}.xmin"), sa.Text)
+_GET_VERSIONED = _GET.add_columns(_VERSION.label("version"))
 # PostgreSQL, storing a new request: inserted only while its requester has fewer open requests than the limit.
 _NEW_REQUEST = tuple(REQUESTS.c.keys())  # all of its columns, as a new request's row has them
 _OPEN_NOW = (
@@ -103,6 +109,45 @@ _MOVE_STATUS = (
 # PostgreSQL: the approvers' ``awaiting`` flags move in the same statement as the status (a data-modifying CTE;
 # they share ``b_id``): one round trip for both.
 _MOVE_WITH = {id(follow): _MOVE_STATUS.add_cte(follow.cte("approvers")) for follow in (_NONE_AWAITING, _DECIDED)}
+
+
+def _decision_if_unchanged(which: Any) -> Any:
+    """A decision's writes, made only if the request's row is still the version read: the status moves (``moved``)
+    where the row is that version, and the decision's row takes its request id from the move. Another transaction
+    that moved the row first leaves ``moved`` empty, the decision's request id NULL, and the whole statement (with
+    the unit's audit entries and notices riding along) fails on it: the unit is read and decided again
+    (``lost_race``). The approvers' flags move after the row (their request id is the move's too): every unit that
+    decides locks the request's row before its approvers' rows."""
+    moved = (
+        sa.update(REQUESTS)
+        .where(
+            REQUESTS.c.id == sa.bindparam("b_id"),
+            REQUESTS.c.status == sa.bindparam("b_was"),
+            _VERSION == sa.bindparam("b_version"),
+        )
+        .values(status=sa.bindparam("b_status"), updated_at=sa.bindparam("b_at"))
+        .returning(REQUESTS.c.id)
+        .cte("moved")
+    )
+    moved_id = sa.select(moved.c.id).scalar_subquery()
+    approvers = (
+        sa.update(APPROVERS).where(APPROVERS.c.request_id == moved_id, which).values(awaiting=False).cte("approvers")
+    )
+    decision = sa.insert(DECISIONS).values(
+        request_id=moved_id,
+        approver_id=sa.bindparam("b_approver"),
+        verdict=sa.bindparam("b_verdict"),
+        reason=sa.bindparam("b_reason"),
+        decided_at=sa.bindparam("b_decided_at"),
+    )
+    return decision.add_cte(moved).add_cte(approvers)
+
+
+# By the approvers' statement it replaces: all still awaiting (the request closes), or those who decided.
+_DECISION_IF_UNCHANGED = {
+    id(_NONE_AWAITING): _decision_if_unchanged(APPROVERS.c.awaiting),
+    id(_DECIDED): _decision_if_unchanged(APPROVERS.c.user_id.in_(sa.bindparam("b_users", expanding=True))),
+}
 _BY_IDS = sa.select(REQUESTS).where(REQUESTS.c.id.in_(sa.bindparam("ids", expanding=True)))
 # Searches (lists, counts) are built once per shape of their filter (which of its fields are set), their values
 # bound: run on the driver like the other hot statements, without a session's building and compiling per call.
@@ -269,13 +314,29 @@ class AbstractRequestRepository(abc.ABC):
         self.added.add(request.id)
 
     async def get(self, request_id: str, *, for_update: bool = False) -> AccessRequest | None:
-        request = await self._get(request_id, for_update=for_update)
+        return self._remember(await self._get(request_id, for_update=for_update))
+
+    async def for_decision(self, request_id: str) -> AccessRequest | None:
+        """The request, to record one decision on it with ``save``: as ``get(for_update=True)``, or read without a
+        lock where ``save`` then writes only if nobody changed the request meanwhile (else the unit's commit raises
+        ``ConcurrentUpdate``, and the unit is run again)."""
+        return self._remember(await self._get_for_decision(request_id))
+
+    def lost_race(self, exc: BaseException) -> bool:
+        """Whether ``exc``, raised by the unit's commit, says that a request read by ``for_decision`` was changed by
+        another transaction before this unit's decision could be written (nothing was)."""
+        return False
+
+    def _remember(self, request: AccessRequest | None) -> AccessRequest | None:
         if request is not None:
             earlier = self.seen.get(request.id)
             if earlier is not None:  # loaded again in the same unit: keep the events not yet collected
                 request.events[:0] = earlier.events
             self.seen[request.id] = request
         return request
+
+    async def _get_for_decision(self, request_id: str) -> AccessRequest | None:
+        return await self._get(request_id, for_update=True)
 
     @abc.abstractmethod
     async def _add(self, request: AccessRequest, idempotency_key: str | None, open_limit: int | None) -> None: ...
@@ -305,6 +366,7 @@ class AbstractRequestRepository(abc.ABC):
 
 
 _APPROVERS_FK = "fk_request_approvers_request_id_access_requests"
+_ONE_DECISION_EACH = "uq_decisions_request_approver"
 
 
 def too_many_open(exc: BaseException) -> bool:
@@ -333,6 +395,8 @@ class SqlRequestRepository(AbstractRequestRepository):
         self.sql = driver or Driver(session)
         self._loaded: dict[str, tuple[Status, int]] = {}
         self._locked: set[str] = set()  # requests whose row this unit locked as it read them (PostgreSQL)
+        self._versions: dict[str, str] = {}  # versions of the rows read by ``for_decision`` (PostgreSQL)
+        self._writing_if_unchanged = False  # a decision rides with the unit's last statement, if unchanged
 
     async def _add(self, request: AccessRequest, idempotency_key: str | None, open_limit: int | None) -> None:
         # The row and its approvers are written with the unit's next statement (on PostgreSQL inside it: the
@@ -389,6 +453,29 @@ class SqlRequestRepository(AbstractRequestRepository):
         found = await self._hydrate(rows)
         return found[0] if found else None
 
+    async def _get_for_decision(self, request_id: str) -> AccessRequest | None:
+        if self.session.get_bind().dialect.name != "postgresql":
+            return await self._get(request_id, for_update=True)  # a writing unit holds SQLite's lock already
+        # Read without a lock: no BEGIN, and the decision's statement (``save``) commits on its own; two round
+        # trips for a decision instead of four (BEGIN, locking read, writes, COMMIT).
+        rows = await self.sql.rows(_GET_VERSIONED, {"b_id": request_id})
+        if not rows:
+            return None
+        self._versions[request_id] = rows[0].version
+        return (await self._hydrate(rows[:1], {request_id: _decided(rows)}))[0]
+
+    def lost_race(self, exc: BaseException) -> bool:
+        if not self._writing_if_unchanged or not isinstance(exc, DBAPIError):
+            return False
+        for error in (exc.orig, getattr(exc.orig, "__cause__", None)):  # asyncpg's, or SQLAlchemy's adapter's
+            if isinstance(error, asyncpg.NotNullViolationError):
+                return bool(error.table_name == DECISIONS.name and error.column_name == "request_id")
+            if isinstance(error, asyncpg.UniqueViolationError):  # the approver's decision, committed first
+                return bool(error.constraint_name == _ONE_DECISION_EACH)
+            if isinstance(error, asyncpg.DeadlockDetectedError):
+                return True  # PostgreSQL rolled the statement back: nothing was written
+        return False
+
     async def _get(self, request_id: str, *, for_update: bool) -> AccessRequest | None:
         locking = for_update and self.session.get_bind().dialect.name == "postgresql"
         rows = await self.sql.rows(_GET_LOCKED if locking else _GET, {"b_id": request_id})
@@ -398,10 +485,7 @@ class SqlRequestRepository(AbstractRequestRepository):
             self._locked.add(request_id)
         if locking and not rows[0].unchanged:  # another transaction decided meanwhile: its decision is not here
             return (await self._hydrate(rows[:1]))[0]
-        decided = [
-            _Decided(r.d_approver_id, r.d_verdict, r.d_decided_at, r.d_reason) for r in rows if r.d_id is not None
-        ]
-        return (await self._hydrate(rows[:1], {request_id: decided}))[0]
+        return (await self._hydrate(rows[:1], {request_id: _decided(rows)}))[0]
 
     async def by_ids(self, request_ids: Sequence[str]) -> list[AccessRequest]:
         if not request_ids:
@@ -411,6 +495,10 @@ class SqlRequestRepository(AbstractRequestRepository):
     async def save(self, request: AccessRequest) -> None:
         status, known = self._loaded[request.id]
         new = request.decisions[known:]
+        version = self._versions.pop(request.id, None)
+        if version is not None:
+            await self._decide_if_unchanged(request, status, new, version)
+            return
         for d in new:  # written with the status move (on PostgreSQL inside it: one round trip for both)
             self.sql.defer(
                 DECISIONS,
@@ -445,6 +533,34 @@ class SqlRequestRepository(AbstractRequestRepository):
                 raise ConcurrentUpdate(f"request {request.id} changed under us")
             if follow is not None and not together:
                 await self.sql.execute(follow, params)
+        self._loaded[request.id] = (request.status, len(request.decisions))
+
+    async def _decide_if_unchanged(
+        self, request: AccessRequest, was: Status, new: list[Decision], version: str
+    ) -> None:
+        """Write one decision read by ``for_decision`` with the unit's last statement, if the request's row is still
+        ``version`` (``_DECISION_IF_UNCHANGED``)."""
+        if len(new) != 1 or was is not Status.PENDING:
+            raise ValueError("a request read for a decision is saved with exactly one new decision")
+        (d,) = new
+        values: dict[str, Any] = {
+            "b_id": request.id,
+            "b_was": was.value,
+            "b_version": version,
+            "b_status": request.status.value,
+            "b_at": request.updated_at,
+            "b_approver": d.approver_id,
+            "b_verdict": d.verdict.value,
+            "b_reason": d.reason,
+            "b_decided_at": d.decided_at,
+        }
+        if request.status is Status.PENDING:
+            statement = _DECISION_IF_UNCHANGED[id(_DECIDED)]
+            values["b_users"] = [d.approver_id]
+        else:
+            statement = _DECISION_IF_UNCHANGED[id(_NONE_AWAITING)]
+        await self.sql.defer_statement(statement, values)
+        self._writing_if_unchanged = True
         self._loaded[request.id] = (request.status, len(request.decisions))
 
     async def find(self, where: RequestFilter, *, limit: int, offset: int = 0) -> list[AccessRequest]:
@@ -511,6 +627,11 @@ class SqlRequestRepository(AbstractRequestRepository):
             self._loaded[r.id] = (request.status, len(request.decisions))
             result.append(request)
         return result
+
+
+def _decided(rows: Sequence[Any]) -> list[_Decided]:
+    """A request's decisions from the rows of ``_GET`` (one per decision; one with none)."""
+    return [_Decided(r.d_approver_id, r.d_verdict, r.d_decided_at, r.d_reason) for r in rows if r.d_id is not None]
 
 
 def utc(value: datetime) -> datetime:

@@ -20,6 +20,7 @@ from bot.service_layer.unit_of_work import AbstractUnitOfWork
 T = TypeVar("T")
 ID_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L, U: easy to read aloud and type
 ATTEMPTS = 5
+NOT_FOUND = "There is no request {request_id}. Check the id, e.g. AR-7K2M9QXD."
 COUNT_UP_TO = 1000  # list totals stop there ("1,000+"): counting further costs time nobody needs
 
 
@@ -124,7 +125,9 @@ async def decide(
 
     async def unit() -> DecisionResult:
         async with uow:
-            request = await _locked(uow, request_id)
+            request = await uow.requests.for_decision(request_id)
+            if request is None:
+                raise errors.RequestNotFound(NOT_FOUND.format(request_id=request_id))
             before = request.status
             now = utcnow()
             outcome = request.decide(approver_id=approver_id, verdict=verdict, reason=reason, now=now)
@@ -165,7 +168,7 @@ async def check_decision(
         async with uow.reading():
             request = await uow.requests.get(request_id)
             if request is None:
-                raise errors.RequestNotFound(f"There is no request {request_id}. Check the id, e.g. AR-7K2M9QXD.")
+                raise errors.RequestNotFound(NOT_FOUND.format(request_id=request_id))
             if request.check_decision(approver_id=approver_id, verdict=verdict) is DecisionOutcome.ALREADY_RECORDED:
                 raise errors.DecisionConflict(f"You already chose to {verdict.lower()} {request_id}.")
             return RequestView.of(request)
@@ -230,7 +233,7 @@ async def get(*, uow: AbstractUnitOfWork, request_id: str) -> RequestView:
     async with uow.reading():
         request = await uow.requests.get(request_id)
     if request is None:
-        raise errors.RequestNotFound(f"There is no request {request_id}. Check the id, e.g. AR-7K2M9QXD.")
+        raise errors.RequestNotFound(NOT_FOUND.format(request_id=request_id))
     return RequestView.of(request)
 
 
@@ -308,7 +311,7 @@ async def home_lists(
 async def _locked(uow: AbstractUnitOfWork, request_id: str) -> AccessRequest:
     request = await uow.requests.get(request_id, for_update=True)
     if request is None:
-        raise errors.RequestNotFound(f"There is no request {request_id}. Check the id, e.g. AR-7K2M9QXD.")
+        raise errors.RequestNotFound(NOT_FOUND.format(request_id=request_id))
     return request
 
 

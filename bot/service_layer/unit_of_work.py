@@ -25,6 +25,7 @@ from bot.adapters.repository import (
     AbstractDeliveryLog,
     AbstractMessageLog,
     AbstractRequestRepository,
+    ConcurrentUpdate,
     SqlAuditLog,
     SqlDeliveryLog,
     SqlMessageLog,
@@ -102,9 +103,14 @@ class AbstractUnitOfWork(abc.ABC):
         # The notices these events owe go out in the same transaction as the change itself.
         now = datetime.now(UTC)
         owed = notices.for_events(found, self.requests.seen)
-        if owed:
-            await self._add(owed, now)
-        await self._commit()
+        try:
+            if owed:
+                await self._add(owed, now)
+            await self._commit()
+        except Exception as exc:
+            if self.requests.lost_race(exc):  # nothing was written: the caller runs the unit again
+                raise ConcurrentUpdate("the request changed before its decision was written") from exc
+            raise
         self._committed = True
         self.committed_events.extend(found)
         if self._queued and self._handover is not None:

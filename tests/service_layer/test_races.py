@@ -56,7 +56,10 @@ async def test_simultaneous_double_approvals_from_two_replicas(db: Database) -> 
             (rid, who, replica) for rid in ids for who in ("UALICE", "UBOB") for replica in (replica_a, replica_b)
         ]
         random.Random(7).shuffle(clicks)
-        outcomes = await asyncio.gather(*(_decide(rep, rid, who, Verdict.APPROVE, seen) for rid, who, rep in clicks))
+        # Every click runs to its end, failed or not: a failure left running would hold its connection mid-statement.
+        outcomes = await asyncio.gather(
+            *(_decide(rep, rid, who, Verdict.APPROVE, seen) for rid, who, rep in clicks), return_exceptions=True
+        )
         assert Counter(outcomes) == {"RECORDED": 2 * N, "ALREADY_RECORDED": 2 * N}
         page = await services.list_requests(uow=db.uow(), per_page=100)
         assert {r.status for r in page.items} == {Status.APPROVED} and page.total == N
@@ -88,7 +91,10 @@ async def test_approve_against_deny_ends_in_exactly_one_terminal_state(db: Datab
                 (rid, "UBOB" if i % 2 else "UALICE", Verdict.DENY, replica_b if i % 2 else replica_a),
             ]
         random.Random(11).shuffle(clicks)
-        await asyncio.gather(*(_decide(rep, rid, who, v, seen) for rid, who, v, rep in clicks))
+        outcomes = await asyncio.gather(
+            *(_decide(rep, rid, who, v, seen) for rid, who, v, rep in clicks), return_exceptions=True
+        )
+        assert not [o for o in outcomes if isinstance(o, BaseException)]
         terminal = Counter(e.request_id for e in seen if isinstance(e, events.StatusChanged))
         assert terminal == Counter({rid: 1 for rid in ids})
         for rid in ids:
@@ -160,5 +166,42 @@ async def test_recording_a_posted_message_does_not_hold_up_a_decision(db: Databa
             await conn.commit()
         request = await services.get(uow=db.uow(), request_id=rid)
         assert [d.approver_id for d in request.decisions] == ["UALICE"]
+    finally:
+        await other.dispose()
+
+
+# PostgreSQL only: there a decision is read without a lock and written only if its request is unchanged.
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_decision_read_before_another_was_committed_writes_nothing(db: Database) -> None:
+    """Alice's unit reads the request; Bob's approval (another replica) commits before Alice's unit writes. Her
+    unit's commit must write nothing (no decision, audit entry or notice of hers) and say the request changed; run
+    again, her approval counts Bob's and approves the request."""
+    from bot.adapters.repository import ConcurrentUpdate
+    from bot.adapters.tables import AuditRow, OutboxRow
+
+    (rid,) = await _create(db, 1)
+    other = Database(db.url)
+    try:
+        uow = db.uow()
+        async with uow:
+            request = await uow.requests.for_decision(rid)
+            assert request is not None and request.decisions == []
+            await services.approve(uow=other.uow(), request_id=rid, approver_id="UBOB")
+            request.decide(approver_id="UALICE", verdict=Verdict.APPROVE, reason=None, now=services.utcnow())
+            await uow.requests.save(request)
+            await uow.audit.record(
+                action="decision.approve", actor_id="UALICE", request_id=rid, at=services.utcnow(), details={}
+            )
+            with pytest.raises(ConcurrentUpdate):
+                await uow.commit()
+        async with db.engine.connect() as conn:
+            decisions = (await conn.execute(select(DecisionRow.approver_id).where(DecisionRow.request_id == rid))).all()
+            alices = await conn.execute(select(func.count()).where(AuditRow.actor_id == "UALICE"))
+            notices = (await conn.execute(select(OutboxRow.dedupe_key).where(OutboxRow.request_id == rid))).all()
+        assert [d for (d,) in decisions] == ["UBOB"]
+        assert alices.scalar_one() == 0
+        assert not [k for (k,) in notices if "UALICE" in k and "reply" in k]  # her decision's thread reply
+        result = await services.approve(uow=db.uow(), request_id=rid, approver_id="UALICE")
+        assert result.became is Status.APPROVED
     finally:
         await other.dispose()
