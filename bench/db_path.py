@@ -41,15 +41,15 @@ async def _service(db: Database, rid: str) -> None:
     await services.approve(uow=db.uow(), request_id=rid, approver_id="UALICE")
 
 
-# The statements the service runs for a first approval (see the SQL log of one call): lock and load the
-# request with its decisions in one statement (an outer join; on PostgreSQL it also says whether the locked row is
-# the one its snapshot saw; the approvers the process knows since it made the request); insert the decision;
-# move the status if unchanged; mark the approver as no longer awaited; audit; queue the four notices it owes
-# (updates of both DMs and the channel message, a thread reply) in one INSERT, those already queued left out by
-# ON CONFLICT. On PostgreSQL the decision, the approver's flag, the status move and the audit entry ride in the
-# notices' INSERT, as data-modifying CTEs (the request's row is locked since it was read): the raw driver runs the
-# same statements. (In the bot, whose units
-# lease notices to its dispatcher, the notices' INSERT also works out each one's lease.)
+# The statements the service runs for a first approval (see the SQL log of one call): load the request with its
+# decisions in one statement (an outer join; the approvers the process knows since it made the request); insert
+# the decision; move the status if unchanged; mark the approver as no longer awaited; audit; queue the four notices
+# it owes (updates of both DMs and the channel message, a thread reply) in one INSERT, those already queued left
+# out by ON CONFLICT. On SQLite in one IMMEDIATE transaction. On PostgreSQL the request is read without a lock or a
+# transaction, with its row's version (xmin), and the decision, the approver's flag, the status move (only where
+# the row is still that version) and the audit entry ride in the notices' INSERT as data-modifying CTEs, committed
+# alone: the raw driver runs the same statements. (In the bot, whose units lease notices to its dispatcher, the
+# notices' INSERT also works out each one's lease.)
 def _notice_rows(rid: str, now: str) -> list[tuple[Any, ...]]:
     owed = [
         (f"{rid}:update:dm:UALICE:1:PENDING", "dm:UALICE", "update_dm", "UALICE"),
@@ -76,12 +76,14 @@ GET = (
     " LEFT OUTER JOIN decisions ON decisions.request_id = access_requests.id WHERE access_requests.id = ?"
     " ORDER BY decisions.id"
 )
-LOCKED = ", access_requests.xmin = (SELECT seen.xmin FROM access_requests AS seen WHERE seen.id = ?) AS unchanged"
+VERSION = ", CAST(access_requests.xmin AS TEXT) AS version"
 DECIDED = (
-    "WITH approvers AS (UPDATE request_approvers SET awaiting = false WHERE request_id = {rid} AND user_id IN ({who})),"
-    " s0 AS (UPDATE access_requests SET status = {to}, updated_at = {now} WHERE id = {rid} AND status = {was}),"
+    "WITH moved AS (UPDATE access_requests SET status = {to}, updated_at = {now}"
+    " WHERE id = {rid} AND status = {was} AND CAST(xmin AS TEXT) = {version} RETURNING id),"
+    " approvers AS (UPDATE request_approvers SET awaiting = false"
+    " WHERE request_id = (SELECT id FROM moved) AND user_id IN ({who})),"
     " d0 AS (INSERT INTO decisions (request_id, approver_id, verdict, reason, decided_at)"
-    " VALUES ({rid}, {who}, {verdict}, {reason}, {now})),"
+    " VALUES ((SELECT id FROM moved), {who}, {verdict}, {reason}, {now})),"
     " d1 AS (INSERT INTO audit_log (at, actor_id, action, request_id, details)"
     " VALUES ({now}, {who}, {act}, {rid}, {details}::json)) "
 )
@@ -114,15 +116,15 @@ async def _raw_sqlite(conn: aiosqlite.Connection, rid: str) -> None:
 
 async def _raw_pg(pool: asyncpg.Pool, rid: str) -> None:
     now = datetime.now(UTC)
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.fetch(GET.format(LOCKED).replace("?", "$1") + " FOR UPDATE OF access_requests", rid)
+    async with pool.acquire() as conn:
+        (request, *_) = await conn.fetch(GET.format(VERSION).replace("?", "$1"), rid)
         rows = [(*r[:9], now, now, None, None) for r in _notice_rows(rid, "")]
         values = ", ".join(
             "(" + ", ".join(f"${13 * n + i}" + ("::json" if i == 6 else "") for i in range(1, 14)) + ")"
             for n in range(len(rows))
         )
-        n = len(rows) * 13  # then: rid, approver, verdict, reason, now, status, was, audit action, audit details
-        names = ("rid", "who", "verdict", "reason", "now", "to", "was", "act", "details")
+        n = len(rows) * 13  # then: rid, approver, verdict, reason, now, status, was, audit action and details, version
+        names = ("rid", "who", "verdict", "reason", "now", "to", "was", "act", "details", "version")
         places = {name: f"${n + i}" for i, name in enumerate(names, 1)}
         await conn.fetch(
             DECIDED.format(**places) + OUTBOX_INSERT.format(values),
@@ -136,6 +138,7 @@ async def _raw_pg(pool: asyncpg.Pool, rid: str) -> None:
             "PENDING",
             "decision.approve",
             json.dumps({"reason": None}),
+            request["version"],
         )
 
 
