@@ -79,7 +79,7 @@ GET = (
 VERSION = ", CAST(access_requests.xmin AS TEXT) AS version"
 DECIDED = (
     "WITH moved AS (UPDATE access_requests SET status = {to}, updated_at = {now}"
-    " WHERE id = {rid} AND status = {was} AND CAST(xmin AS TEXT) = {version} RETURNING id),"
+    " WHERE id = {rid} AND CAST(xmin AS TEXT) = {version} RETURNING id),"
     " approvers AS (UPDATE request_approvers SET awaiting = false"
     " WHERE request_id = (SELECT id FROM moved) AND user_id IN ({who})),"
     " d0 AS (INSERT INTO decisions (request_id, approver_id, verdict, reason, decided_at)"
@@ -123,8 +123,8 @@ async def _raw_pg(pool: asyncpg.Pool, rid: str) -> None:
             "(" + ", ".join(f"${13 * n + i}" + ("::json" if i == 6 else "") for i in range(1, 14)) + ")"
             for n in range(len(rows))
         )
-        n = len(rows) * 13  # then: rid, approver, verdict, reason, now, status, was, audit action and details, version
-        names = ("rid", "who", "verdict", "reason", "now", "to", "was", "act", "details", "version")
+        n = len(rows) * 13  # then: rid, approver, verdict, reason, now, status, audit action and details, version
+        names = ("rid", "who", "verdict", "reason", "now", "to", "act", "details", "version")
         places = {name: f"${n + i}" for i, name in enumerate(names, 1)}
         await conn.fetch(
             DECIDED.format(**places) + OUTBOX_INSERT.format(values),
@@ -134,7 +134,6 @@ async def _raw_pg(pool: asyncpg.Pool, rid: str) -> None:
             "APPROVE",
             None,
             now,
-            "PENDING",
             "PENDING",
             "decision.approve",
             json.dumps({"reason": None}),

@@ -118,13 +118,11 @@ def _decision_if_unchanged(which: Any) -> Any:
     the unit's audit entries and notices riding along) fails on it: the unit is read and decided again
     (``lost_race``). The approvers' flags move after the row (their request id is the move's too): every unit that
     decides locks the request's row before its approvers' rows."""
+    # No ``status = <the status read>``: the version says as much, and with it PostgreSQL's generic plan (the writing
+    # connections') could take the index on status, and scan every pending request for this one.
     moved = (
         sa.update(REQUESTS)
-        .where(
-            REQUESTS.c.id == sa.bindparam("b_id"),
-            REQUESTS.c.status == sa.bindparam("b_was"),
-            _VERSION == sa.bindparam("b_version"),
-        )
+        .where(REQUESTS.c.id == sa.bindparam("b_id"), _VERSION == sa.bindparam("b_version"))
         .values(status=sa.bindparam("b_status"), updated_at=sa.bindparam("b_at"))
         .returning(REQUESTS.c.id)
         .cte("moved")
@@ -545,7 +543,6 @@ class SqlRequestRepository(AbstractRequestRepository):
         (d,) = new
         values: dict[str, Any] = {
             "b_id": request.id,
-            "b_was": was.value,
             "b_version": version,
             "b_status": request.status.value,
             "b_at": request.updated_at,
