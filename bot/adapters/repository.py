@@ -44,7 +44,8 @@ _GET = (
     .where(REQUESTS.c.id == sa.bindparam("b_id"))
     .order_by(DECISIONS.c.id)
 )
-# PostgreSQL, deciding: the same, the request's row locked FOR NO KEY UPDATE (what the UPDATE of its status takes
+# PostgreSQL, cancelling or expiring (``get(for_update=True)``; a decision reads with ``for_decision``, below): the
+# same, the request's row locked FOR NO KEY UPDATE (what the UPDATE of its status takes
 # anyway): the foreign-key checks of rows that name the request (its posted messages, recorded by the outbox in
 # other transactions) take KEY SHARE locks, which FOR UPDATE would wait for and block. A statement that waited for
 # the lock returns the row as the other transaction left it, but reads the decisions as they were when it began:
