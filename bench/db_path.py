@@ -81,7 +81,7 @@ DECIDED = (
     "WITH moved AS (UPDATE access_requests SET status = {to}, updated_at = {now}"
     " WHERE id = {rid} AND CAST(xmin AS TEXT) = {version} RETURNING id),"
     " approvers AS (UPDATE request_approvers SET awaiting = false"
-    " WHERE request_id = (SELECT id FROM moved) AND user_id IN ({who})),"
+    " WHERE request_id = (SELECT id FROM moved) AND user_id = {who}),"
     " d0 AS (INSERT INTO decisions (request_id, approver_id, verdict, reason, decided_at)"
     " VALUES ((SELECT id FROM moved), {who}, {verdict}, {reason}, {now})),"
     " d1 AS (INSERT INTO audit_log (at, actor_id, action, request_id, details)"

@@ -58,7 +58,7 @@ _GET_LOCKED = _GET.add_columns(
 ).with_for_update(of=REQUESTS, key_share=True)
 # PostgreSQL, recording a decision (``for_decision``): the same, read without a lock (no transaction to begin),
 # with the version of the request's row (``xmin``, the transaction that wrote it: every decision moves its request's
-# row). The decision is written by one statement that commits on its own (``_DECISION_IF_UNCHANGED``).
+# row). The decision is written by one statement that commits on its own (``_decision_if_unchanged``).
 _VERSION = sa.cast(sa.literal_column(f"{REQUESTS.name}.xmin"), sa.Text)
 _GET_VERSIONED = _GET.add_columns(_VERSION.label("version"))
 # PostgreSQL, storing a new request: inserted only while its requester has fewer open requests than the limit.
@@ -142,11 +142,9 @@ def _decision_if_unchanged(which: Any) -> Any:
     return decision.add_cte(moved).add_cte(approvers)
 
 
-# By the approvers' statement it replaces: all still awaiting (the request closes), or those who decided.
-_DECISION_IF_UNCHANGED = {
-    id(_NONE_AWAITING): _decision_if_unchanged(APPROVERS.c.awaiting),
-    id(_DECIDED): _decision_if_unchanged(APPROVERS.c.user_id.in_(sa.bindparam("b_users", expanding=True))),
-}
+# The decision closes the request (no approver is awaited any more), or it stays pending (the decider is not).
+_DECISION_CLOSING = _decision_if_unchanged(APPROVERS.c.awaiting)
+_DECISION_PENDING = _decision_if_unchanged(APPROVERS.c.user_id == sa.bindparam("b_approver"))
 _BY_IDS = sa.select(REQUESTS).where(REQUESTS.c.id.in_(sa.bindparam("ids", expanding=True)))
 # Searches (lists, counts) are built once per shape of their filter (which of its fields are set), their values
 # bound: run on the driver like the other hot statements, without a session's building and compiling per call.
@@ -376,11 +374,13 @@ def too_many_open(exc: BaseException) -> bool:
         return True
     if not isinstance(exc, IntegrityError):
         return False
-    cause = exc.orig
-    for error in (cause, getattr(cause, "__cause__", None)):  # asyncpg's, or SQLAlchemy's adapter around it
-        if getattr(error, "constraint_name", None) == _APPROVERS_FK:
-            return True
-    return False
+    return any(getattr(error, "constraint_name", None) == _APPROVERS_FK for error in _driver_errors(exc))
+
+
+def _driver_errors(exc: DBAPIError) -> tuple[BaseException | None, ...]:
+    """The driver's error under SQLAlchemy's: asyncpg's own (run on the driver), or SQLAlchemy's asyncpg adapter's
+    and the asyncpg error it wraps (run through a session)."""
+    return exc.orig, getattr(exc.orig, "__cause__", None)
 
 
 class SqlRequestRepository(AbstractRequestRepository):
@@ -466,7 +466,7 @@ class SqlRequestRepository(AbstractRequestRepository):
     def lost_race(self, exc: BaseException) -> bool:
         if not self._writing_if_unchanged or not isinstance(exc, DBAPIError):
             return False
-        for error in (exc.orig, getattr(exc.orig, "__cause__", None)):  # asyncpg's, or SQLAlchemy's adapter's
+        for error in _driver_errors(exc):
             if isinstance(error, asyncpg.NotNullViolationError):
                 return bool(error.table_name == DECISIONS.name and error.column_name == "request_id")
             if isinstance(error, asyncpg.UniqueViolationError):  # the approver's decision, committed first
@@ -538,7 +538,7 @@ class SqlRequestRepository(AbstractRequestRepository):
         self, request: AccessRequest, was: Status, new: list[Decision], version: str
     ) -> None:
         """Write one decision read by ``for_decision`` with the unit's last statement, if the request's row is still
-        ``version`` (``_DECISION_IF_UNCHANGED``)."""
+        ``version`` (``_decision_if_unchanged``)."""
         if len(new) != 1 or was is not Status.PENDING:
             raise ValueError("a request read for a decision is saved with exactly one new decision")
         (d,) = new
@@ -552,11 +552,7 @@ class SqlRequestRepository(AbstractRequestRepository):
             "b_reason": d.reason,
             "b_decided_at": d.decided_at,
         }
-        if request.status is Status.PENDING:
-            statement = _DECISION_IF_UNCHANGED[id(_DECIDED)]
-            values["b_users"] = [d.approver_id]
-        else:
-            statement = _DECISION_IF_UNCHANGED[id(_NONE_AWAITING)]
+        statement = _DECISION_PENDING if request.status is Status.PENDING else _DECISION_CLOSING
         await self.sql.defer_statement(statement, values)
         self._writing_if_unchanged = True
         self._loaded[request.id] = (request.status, len(request.decisions))

@@ -20,7 +20,6 @@ from bot.service_layer.unit_of_work import AbstractUnitOfWork
 T = TypeVar("T")
 ID_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L, U: easy to read aloud and type
 ATTEMPTS = 5
-NOT_FOUND = "There is no request {request_id}. Check the id, e.g. AR-7K2M9QXD."
 COUNT_UP_TO = 1000  # list totals stop there ("1,000+"): counting further costs time nobody needs
 
 
@@ -125,9 +124,7 @@ async def decide(
 
     async def unit() -> DecisionResult:
         async with uow:
-            request = await uow.requests.for_decision(request_id)
-            if request is None:
-                raise errors.RequestNotFound(NOT_FOUND.format(request_id=request_id))
+            request = _existing(await uow.requests.for_decision(request_id), request_id)
             before = request.status
             now = utcnow()
             outcome = request.decide(approver_id=approver_id, verdict=verdict, reason=reason, now=now)
@@ -166,9 +163,7 @@ async def check_decision(
 
     async def unit() -> RequestView:
         async with uow.reading():
-            request = await uow.requests.get(request_id)
-            if request is None:
-                raise errors.RequestNotFound(NOT_FOUND.format(request_id=request_id))
+            request = _existing(await uow.requests.get(request_id), request_id)
             if request.check_decision(approver_id=approver_id, verdict=verdict) is DecisionOutcome.ALREADY_RECORDED:
                 raise errors.DecisionConflict(f"You already chose to {verdict.lower()} {request_id}.")
             return RequestView.of(request)
@@ -190,7 +185,7 @@ async def first_delivery(*, uow: AbstractUnitOfWork, event_id: str) -> bool:
 async def cancel(*, uow: AbstractUnitOfWork, request_id: str, user_id: str) -> RequestView:
     async def unit() -> RequestView:
         async with uow:
-            request = await _locked(uow, request_id)
+            request = _existing(await uow.requests.get(request_id, for_update=True), request_id)
             before, now = request.status, utcnow()
             request.cancel(by=user_id, now=now)
             await uow.requests.save(request)
@@ -204,7 +199,7 @@ async def cancel(*, uow: AbstractUnitOfWork, request_id: str, user_id: str) -> R
 async def expire(*, uow: AbstractUnitOfWork, request_id: str) -> RequestView:
     async def unit() -> RequestView:
         async with uow:
-            request = await _locked(uow, request_id)
+            request = _existing(await uow.requests.get(request_id, for_update=True), request_id)
             before, now = request.status, utcnow()
             request.expire(now=now)
             await uow.requests.save(request)
@@ -232,9 +227,7 @@ async def expire_stale(*, uow: AbstractUnitOfWork, older_than: timedelta, limit:
 async def get(*, uow: AbstractUnitOfWork, request_id: str) -> RequestView:
     async with uow.reading():
         request = await uow.requests.get(request_id)
-    if request is None:
-        raise errors.RequestNotFound(NOT_FOUND.format(request_id=request_id))
-    return RequestView.of(request)
+    return RequestView.of(_existing(request, request_id))
 
 
 async def list_requests(
@@ -308,10 +301,10 @@ async def home_lists(
     return [RequestView.of(r) for r in todo], page
 
 
-async def _locked(uow: AbstractUnitOfWork, request_id: str) -> AccessRequest:
-    request = await uow.requests.get(request_id, for_update=True)
+def _existing(request: AccessRequest | None, request_id: str) -> AccessRequest:
+    """The request read, or RequestNotFound naming the id asked for."""
     if request is None:
-        raise errors.RequestNotFound(NOT_FOUND.format(request_id=request_id))
+        raise errors.RequestNotFound(f"There is no request {request_id}. Check the id, e.g. AR-7K2M9QXD.")
     return request
 
 
