@@ -75,7 +75,12 @@ def rss_kb(pid: int) -> int:
 
 
 async def start_app(
-    kind: str, slack: FakeSlack, port: int, database_url: str | None, workdir: Path
+    kind: str,
+    slack: FakeSlack,
+    port: int,
+    database_url: str | None,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL"))}
     env.update(
@@ -91,6 +96,7 @@ async def start_app(
     )
     if database_url:
         env["DATABASE_URL"] = database_url
+    env.update(extra_env or {})
     module = ["-m", "bot"] if kind == "bot" else ["-m", "bench.baseline_app"]
     if os.environ.get("BENCH_PROFILE"):
         module = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"], *module]
@@ -126,7 +132,9 @@ async def quiet(slack: FakeSlack, timeout: float = 300) -> float:
     return last
 
 
-async def flow(slack: FakeSlack, watch: Watch, i: int, out: dict[str, list[float]]) -> None:
+async def flow(
+    slack: FakeSlack, watch: Watch, i: int, out: dict[str, list[float]], record: list[dict[str, Any]] | None = None
+) -> None:
     requester = f"UREQ{i % REQUESTERS}"
     sent = time.time()
     reply = await slack.slash(requester, f"db-{i} <@UALICE> <@UBOB> benchmark flow {i}")
@@ -136,6 +144,9 @@ async def flow(slack: FakeSlack, watch: Watch, i: int, out: dict[str, list[float
     out["ack"].append(reply.seconds)
     dms = await asyncio.gather(watch.at(rid, "UALICE"), watch.at(rid, "UBOB"))
     out["both_dms"].append(max(dms) - sent)
+    if record is not None:  # when each step happened (``bench.timeline``)
+        acked = sent + reply.seconds
+        record.append({"flow": i, "rid": rid, "sent": sent, "acked": acked, "UALICE": dms[0], "UBOB": dms[1]})
     messages = {u: slack.message(f"D{u}", f"{ts:.6f}") for u, ts in zip(("UALICE", "UBOB"), dms, strict=True)}
     click = await slack.click("UALICE", messages["UALICE"].snapshot(), "approve_request", rid)
     out["click_ack"].append(click.seconds)
@@ -147,9 +158,18 @@ async def flow(slack: FakeSlack, watch: Watch, i: int, out: dict[str, list[float
 
 
 async def run(
-    kind: str, *, flows: int, concurrency: int, database_url: str | None = None, rss_flows: int = 0
+    kind: str,
+    *,
+    flows: int,
+    concurrency: int,
+    database_url: str | None = None,
+    rss_flows: int = 0,
+    extra_env: dict[str, str] | None = None,
+    record: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Run ``flows`` flows at ``concurrency`` against the bot or the baseline; returns the figures."""
+    """Run ``flows`` flows at ``concurrency`` against the bot or the baseline; returns the figures. For
+    ``bench.timeline``: ``extra_env``, more of the app's environment (its probe); ``record``, each measured flow's
+    times."""
     with tempfile.TemporaryDirectory() as tmp:
         async with FakeSlack() as slack:
             for n in range(REQUESTERS):
@@ -157,7 +177,7 @@ async def run(
             from bench.stats import free_port
 
             port = free_port()
-            process = await start_app(kind, slack, port, database_url, Path(tmp))
+            process = await start_app(kind, slack, port, database_url, Path(tmp), extra_env)
             slack.bot_url, slack.mode = f"http://127.0.0.1:{port}/slack/events", "http"
             watch = Watch(slack)
             try:
@@ -167,7 +187,7 @@ async def run(
 
                 async def one(i: int) -> None:
                     async with gate:
-                        await flow(slack, watch, i, out)
+                        await flow(slack, watch, i, out, record)
 
                 # CPU per flow of each process on the machine's cores: the app, this process (the load generator
                 # and the fake Slack) and, when the app uses it, PostgreSQL.

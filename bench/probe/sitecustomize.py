@@ -1,0 +1,79 @@
+"""``bench.timeline``'s probe, loaded into an app's process (bot or baseline) through PYTHONPATH: when each slash
+command reached the app, when its users.info calls went out and came back, when each approver's DM was handed to
+slack_sdk and when its request was written to the socket. Written as JSON to ``$BENCH_TIMELINE.<pid>`` as the
+process ends. Python imports a ``sitecustomize`` module found on its path at start; without BENCH_TIMELINE in the
+environment this one does nothing."""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import json
+import os
+import signal
+import time
+from typing import Any
+
+_OUT = os.environ.get("BENCH_TIMELINE")
+_COMMANDS: list[dict[str, Any]] = []  # per slash command: its text, arrival, users.info calls
+_DMS: dict[str, dict[str, float]] = {}  # per "request id/channel": the DM's call
+_REQUEST: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("request", default=None)
+_CALL: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar("call", default=None)
+
+
+def _install() -> None:
+    import aiohttp.client_reqrep
+    import slack_bolt.async_app
+    from slack_sdk.web.async_base_client import AsyncBaseClient
+
+    dispatch = slack_bolt.async_app.AsyncApp.async_dispatch
+    api_call = AsyncBaseClient.api_call
+    send = aiohttp.client_reqrep.ClientRequest.send
+
+    async def timed_dispatch(self: Any, req: Any) -> Any:
+        if isinstance(req.body, dict) and req.body.get("command"):
+            command = {"arrived": time.time(), "text": req.body.get("text", ""), "users_info": []}
+            _COMMANDS.append(command)
+            _REQUEST.set(command)  # the listener's task is started from here: it sees this
+        return await dispatch(self, req)
+
+    async def timed_call(self: Any, api_method: str, **kwargs: Any) -> Any:
+        call = {"start": time.time()}
+        _CALL.set(call)
+        try:
+            return await api_call(self, api_method, **kwargs)
+        finally:
+            call["end"] = time.time()
+            body = kwargs.get("json") or {}
+            payload = (body.get("metadata") or {}).get("event_payload") or {}
+            channel = str(body.get("channel", ""))
+            if api_method == "users.info" and (command := _REQUEST.get()) is not None:
+                command["users_info"].append(call)
+            elif api_method == "chat.postMessage" and payload.get("request_id") and not body.get("thread_ts"):
+                _DMS.setdefault(f"{payload['request_id']}/{channel.lstrip('D')}", call)
+
+    async def timed_send(self: Any, conn: Any) -> Any:
+        response = await send(self, conn)
+        if (call := _CALL.get()) is not None:
+            call.setdefault("written", time.time())
+        return response
+
+    slack_bolt.async_app.AsyncApp.async_dispatch = timed_dispatch  # type: ignore[method-assign]
+    AsyncBaseClient.api_call = timed_call  # type: ignore[method-assign]
+    aiohttp.client_reqrep.ClientRequest.send = timed_send  # type: ignore[method-assign]
+
+
+def _dump() -> None:
+    with open(f"{_OUT}.{os.getpid()}", "w") as out:
+        json.dump({"commands": _COMMANDS, "dms": _DMS}, out)
+
+
+def _on_term(*_: Any) -> None:  # the baseline has no handler of its own: SIGTERM would skip atexit
+    _dump()
+    os._exit(0)
+
+
+if _OUT:
+    _install()
+    atexit.register(_dump)
+    signal.signal(signal.SIGTERM, _on_term)  # the bot replaces it with its own, then exits through atexit

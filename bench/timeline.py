@@ -1,0 +1,99 @@
+"""Where the time to both DMs goes: the Slack path's flows against the baseline and the bot, with a probe in each
+app's process (``bench/probe``), and the p50 of each step's time since the load generator sent the slash command.
+
+python -m bench.timeline [--flows 300] [--concurrency 5] [--apps baseline,sqlite,postgres]
+
+The probe's own cost shows in the figures (a few tenths of a millisecond on each app's): compare the apps with
+each other here, and with ``make bench`` for the figures themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench import slack_path
+from bench.__main__ import _drop, _pg_database
+
+PROBE = Path(__file__).resolve().parent / "probe"
+STEPS = (
+    ("arrived", "the slash command reaches the app (Bolt's dispatch)"),
+    ("users_info_sent", "its first users.info call starts"),
+    ("users_info_back", "its last users.info call has its answer"),
+    ("dm1_call", "the first DM is handed to slack_sdk"),
+    ("dm1_written", "its request is written to the socket"),
+    ("dm1_posted", "Slack has it (the fake's timestamp)"),
+    ("dm2_call", "the second DM is handed to slack_sdk"),
+    ("dm2_written", "its request is written to the socket"),
+    ("dm2_posted", "Slack has it: both DMs"),
+    ("acked", "the slash command's ack is back"),
+)
+
+
+def steps(flow: dict[str, Any], command: dict[str, Any], dms: dict[str, dict[str, float]]) -> dict[str, float]:
+    """One flow's steps, in ms since it was sent; the DMs ordered by when Slack had them."""
+    sent = flow["sent"]
+    calls = command["users_info"]
+    out = {
+        "arrived": command["arrived"],
+        "users_info_sent": min(c["start"] for c in calls),
+        "users_info_back": max(c["end"] for c in calls),
+        "acked": flow["acked"],
+    }
+    posted = sorted((flow[user], dms[f"{flow['rid']}/{user}"]) for user in ("UALICE", "UBOB"))
+    for n, (at_slack, call) in enumerate(posted, start=1):
+        out[f"dm{n}_call"], out[f"dm{n}_written"], out[f"dm{n}_posted"] = call["start"], call["written"], at_slack
+    return {k: (v - sent) * 1000 for k, v in out.items()}
+
+
+def _probed(tmp: Path, app: str) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, float]]]:
+    """What the app's probe wrote: its slash commands by their first word (``db-<flow>``), its DMs' calls."""
+    commands: dict[str, dict[str, Any]] = {}
+    dms: dict[str, dict[str, float]] = {}
+    for part in tmp.glob(f"{app}.*"):
+        probed = json.loads(part.read_text())
+        commands.update({c["text"].split()[0]: c for c in probed["commands"]})
+        dms.update(probed["dms"])
+    return commands, dms
+
+
+async def measure(app: str, flows: int, concurrency: int, tmp: Path) -> dict[str, float]:
+    trace = tmp / app
+    env = {"PYTHONPATH": f"{PROBE}:{slack_path.ROOT}", "BENCH_TIMELINE": str(trace)}
+    record: list[dict[str, Any]] = []
+    pg = await _pg_database() if app == "postgres" else None
+    url = {"sqlite": f"sqlite+aiosqlite:///{tmp}/timeline.db", "baseline": None}.get(app)
+    if pg is not None:
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg}"
+    try:
+        kind = "baseline" if app == "baseline" else "bot"
+        await slack_path.run(kind, flows=flows, concurrency=concurrency, database_url=url, extra_env=env, record=record)
+    finally:
+        if pg is not None:
+            await _drop(pg)
+    commands, dms = _probed(tmp, app)
+    timelines = [steps(f, commands[f"db-{f['flow']}"], dms) for f in record]
+    return {name: statistics.median(t[name] for t in timelines) for name, _ in STEPS}
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = {app: await measure(app, args.flows, args.concurrency, Path(tmp)) for app in args.apps}
+    title = f"Time to both DMs, step by step (p50 ms since the slash command was sent; {args.concurrency} in flight)"
+    print(f"\n== {title} ==")
+    print(f"{'':58}" + "".join(f"{app:>10}" for app in args.apps))
+    for name, what in STEPS:
+        print(f"{what:58}" + "".join(f"{figures[app][name]:10.2f}" for app in args.apps))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--flows", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=5)
+    parser.add_argument("--apps", type=lambda s: s.split(","), default=["baseline", "sqlite", "postgres"])
+    asyncio.run(main(parser.parse_args()))
