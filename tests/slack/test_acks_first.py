@@ -93,3 +93,18 @@ async def test_a_new_requests_dms_do_not_wait_for_the_dispatchers_loop(world: Wo
         await eventually(lambda: all(world.slack.dm_about(a, rid) is not None for a in ("UALICE", "UBOB")))
     finally:
         release.set()
+
+
+async def test_a_new_requests_dms_go_before_its_channel_message(world: World) -> None:
+    """With nothing else waiting, a new request's DMs start before its message in the channel, request after
+    request: the channel's messages take turns with the approvers' DMs only once they have waited (under a burst)."""
+    slack = world.slack
+    for n in range(10):
+        await slack.slash("UREQ", f"db-{n} <@UALICE> <@UBOB> deploy {n}")
+        await world.settled()
+    posts = [p for m, p in slack.calls if m == "chat.postMessage" and not p.get("thread_ts")]
+    order: dict[str, list[str]] = {}
+    for p in posts:
+        order.setdefault(p["metadata"]["event_payload"]["request_id"], []).append(p["channel"])
+    assert len(order) == 10
+    assert all(channels == ["UALICE", "UBOB", "CNOTIFY"] for channels in order.values()), order
