@@ -15,6 +15,8 @@ POST_DM, UPDATE_DM = "post_dm", "update_dm"
 POST_CHANNEL, UPDATE_CHANNEL, POST_REPLY = "post_channel", "update_channel", "post_reply"
 POST_OUTCOME, POST_CONFIRMATION, POST_PROBLEM = "post_outcome", "post_confirmation", "post_problem"
 CHANNEL, REQUESTER = "channel", "requester"
+# In an update's details: the DM updated is the one whose approver has just decided (and is looking at it).
+DECIDER = "decider"
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,17 @@ def _for_event(event: events.Event, request: AccessRequest) -> list[Notice]:
             Notice(post_key(rid, CHANNEL), rid, CHANNEL, POST_CHANNEL),
         ]
     state = f"{len(request.decisions)}:{request.status.value}"
+    decider = event.approver_id if isinstance(event, events.DecisionRecorded) else None
     updates = [
         *(
-            Notice(f"{rid}:update:dm:{a.user_id}:{state}", rid, dm_target(a.user_id), UPDATE_DM, a.user_id)
+            Notice(
+                f"{rid}:update:dm:{a.user_id}:{state}",
+                rid,
+                dm_target(a.user_id),
+                UPDATE_DM,
+                a.user_id,
+                {DECIDER: True} if a.user_id == decider else {},
+            )
             for a in request.approvers
         ),
         Notice(f"{rid}:update:channel:{state}", rid, CHANNEL, UPDATE_CHANNEL),

@@ -165,6 +165,8 @@ def chat_update(fake: SlackCore, p: dict[str, Any]) -> Result:
     message.text, message.blocks, message.edits = str(p.get("text") or ""), blocks, message.edits + 1
     if metadata is not None:
         message.metadata = metadata
+    for listener in fake.on_update:
+        listener(message)
     shown = {k: v for k, v in message.as_api().items() if k != "ts"}  # Slack's update answer has no message.ts
     return {"ok": True, "channel": channel_id, "ts": ts, "text": message.text, "message": shown}
 

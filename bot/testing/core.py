@@ -56,6 +56,7 @@ class SlackCore:
         self.chaos: Callable[[str, dict[str, Any]], Fault | None] | None = None
         self.faults_suffered: list[tuple[str, Fault]] = []
         self.on_post: list[Callable[[Message], None]] = []  # called with every message posted (benchmarks)
+        self.on_update: list[Callable[[Message], None]] = []  # and with every message updated (chat.update)
         self.socket = SocketModeServer(self)
         self.bot_url: str | None = None
         self.mode: str | None = None  # "http" or "socket"; None picks Socket Mode when the bot is connected

@@ -108,3 +108,31 @@ async def test_a_new_requests_dms_go_before_its_channel_message(world: World) ->
         order.setdefault(p["metadata"]["event_payload"]["request_id"], []).append(p["channel"])
     assert len(order) == 10
     assert all(channels == ["UALICE", "UBOB", "CNOTIFY"] for channels in order.values()), order
+
+
+async def test_the_dm_someone_just_clicked_in_is_updated_before_updates_queued_earlier(world: World) -> None:
+    """Slack shows nothing for a click until the message changes: the update of the DM its approver just clicked
+    in goes with the waited-for notices, before the other messages' updates, even those queued earlier."""
+    slack, dispatcher = world.slack, world.bot.dispatcher
+    rids = []
+    for n in range(2):
+        reply = await slack.slash("UREQ", f"db-{n} <@UALICE> <@UBOB> deploy {n}")
+        rids.append(reply.text.split("Request ")[1].split(" ")[0])
+    await world.settled()
+    dispatcher.batch = dispatcher.batch_while_acking = 1  # one delivery at a time: the others queue
+    slack.inject("chat.update", *[Fault.latency(0.3)] * 8)
+    bobs, alices = slack.dm_about("UBOB", rids[0]), slack.dm_about("UALICE", rids[1])
+    assert bobs is not None and alices is not None
+    await slack.click("UBOB", bobs, "approve_request")  # four messages of the first request to update or post
+    await slack.click("UALICE", alices, "approve_request")
+    await world.settled(timeout=20)
+
+    calls = [(m, p) for m, p in slack.calls if m in ("chat.update", "chat.postMessage")]
+    order = [(m, p["channel"], p["metadata"]["event_payload"]["request_id"]) for m, p in calls if p.get("metadata")]
+    clicked = order.index(("chat.update", alices.channel, rids[1]))
+    earlier = [
+        ("chat.update", slack.dm_channel("UALICE").id, rids[0]),  # Alice's DM about the first request
+        ("chat.update", "CNOTIFY", rids[0]),  # the first request's channel message
+    ]
+    assert all(clicked < order.index(other) for other in earlier), order
+    assert order.index(("chat.update", bobs.channel, rids[0])) < clicked  # Bob's click came first
