@@ -138,7 +138,8 @@ def _report_slack(concurrency: int, apps: dict[str, Any], rounds: int) -> None:
     )
     print(
         f"{'':<14}{'ack p50':>8}{'p95':>6}{'p99':>6}{'click p50':>10}{'both DMs':>9}{'notice':>7}{'flows/s':>8}"
-        f"{'ack x':>6}{'click x':>8}{'DMs x':>6}{'tput x':>7}{'CPU app':>8}{'load':>6}{'pg':>6}{'shown':>7}{'x':>6}"
+        f"{'ack x':>6}{'click x':>8}{'DMs x':>6}{'tput x':>7}{'CPU app':>8}{'load':>6}{'pg':>6}"
+        f"{'shown':>7}{'x':>6}{'channel':>8}"
     )
     for key in ("baseline", "bot_sqlite", "bot_postgres"):
         if key not in apps:
@@ -159,10 +160,12 @@ def _report_slack(concurrency: int, apps: dict[str, Any], rounds: int) -> None:
             f"{notice:>7.1f}{tput:>8.1f}{ratios[0]:>6.2f}{ratios[1]:>8.2f}{ratios[2]:>6.2f}{ratios[3]:>7.2f}"
             f"{r['app_cpu_ms_per_flow']:>8.1f}{r['harness_cpu_ms_per_flow']:>6.1f}{pg_text:>6}"
             f"{r['click_shown']['p50_ms']:>7.1f}{r['click_shown']['p50_ms'] / base['click_shown']['p50_ms']:>6.2f}"
+            f"{r['channel_outcome']['p50_ms']:>8.0f}"
         )
     print(
         f"(medians of {rounds} rounds; the apps took turns; ack = the slash command's, click = an approval's ack,"
-        " shown = from that click until Slack shows it in the clicker's message, and its ratio)"
+        " shown = from that click until Slack shows it in the clicker's message, and its ratio; channel = from the"
+        " second approval until the notify channel's message shows the outcome)"
     )
     for key in ("bot_sqlite", "bot_postgres"):
         if key in apps:

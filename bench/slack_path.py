@@ -23,6 +23,7 @@ from bot.testing.workspace import Message, Person
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUESTERS = 200
+NOTIFY = "CNOTIFY"  # the apps' NOTIFY_CHANNEL
 
 
 class Watch:
@@ -34,6 +35,7 @@ class Watch:
             lambda: asyncio.get_running_loop().create_future()
         )
         self.updates: dict[tuple[str, str], Callable[[float], None]] = {}
+        self.outcomes: dict[str, Callable[[float], None]] = {}
         slack.on_post.append(self._seen)
         slack.on_update.append(self._updated)
 
@@ -41,10 +43,20 @@ class Watch:
         """Call ``then`` with the time of ``message``'s next update."""
         self.updates[(message.channel, message.ts)] = then
 
+    def on_channel_outcome(self, rid: str, then: Callable[[float], None]) -> None:
+        """Call ``then`` with the time the channel's message about ``rid`` is updated to a decided status."""
+        self.outcomes[rid] = then
+
     def _updated(self, message: Message) -> None:
+        now = time.time()
         then = self.updates.pop((message.channel, message.ts), None)
         if then is not None:
-            then(time.time())
+            then(now)
+        payload = (message.metadata or {}).get("event_payload") or {}
+        if message.channel == NOTIFY and payload.get("status") not in (None, "PENDING"):
+            outcome = self.outcomes.pop(str(payload.get("request_id")), None)
+            if outcome is not None:
+                outcome(now)
 
     def _seen(self, message: Message) -> None:
         rid = ((message.metadata or {}).get("event_payload") or {}).get("request_id")
@@ -103,7 +115,7 @@ async def start_app(
         SLACK_API_URL=slack.api_url,
         PORT=str(port),
         HOST="127.0.0.1",
-        NOTIFY_CHANNEL="CNOTIFY",
+        NOTIFY_CHANNEL=NOTIFY,
         LOG_LEVEL="WARNING",
         MAX_OPEN_REQUESTS="100000",
     )
@@ -168,6 +180,7 @@ async def flow(
     click = await slack.click("UALICE", messages["UALICE"].snapshot(), "approve_request", rid)
     out["click_ack"].append(click.seconds)
     second = time.time()
+    watch.on_channel_outcome(rid, lambda at: out["channel_outcome"].append(at - second))
     click = await slack.click("UBOB", messages["UBOB"].snapshot(), "approve_request", rid)
     out["click_ack"].append(click.seconds)
     notified = await watch.at(rid, requester)

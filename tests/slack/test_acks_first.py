@@ -136,3 +136,26 @@ async def test_the_dm_someone_just_clicked_in_is_updated_before_updates_queued_e
     ]
     assert all(clicked < order.index(other) for other in earlier), order
     assert order.index(("chat.update", bobs.channel, rids[0])) < clicked  # Bob's click came first
+
+
+async def test_while_an_ack_is_pending_updates_nobody_waits_for_go_one_at_a_time(world: World) -> None:
+    """The updates of Bob's DM and of the channel's message (nobody just clicked in them) wait for each other while
+    a request waits for its ack; Alice's DM, in which she clicked, does not wait for them."""
+    slack, dispatcher, loop = world.slack, world.bot.dispatcher, asyncio.get_running_loop()
+    reply = await slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident 42")
+    rid = reply.text.split("Request ")[1].split(" ")[0]
+    await world.settled()
+    alices = slack.dm_about("UALICE", rid)
+    assert alices is not None
+    updated: dict[str, float] = {}
+    slack.on_update.append(lambda m: updated.setdefault(m.channel, loop.time()))
+    slack.inject("chat.update", *[Fault.latency(0.3)] * 3)
+    dispatcher.awaiting_ack += 1  # as if another person's request were still waiting for its ack
+    try:
+        await slack.click("UALICE", alices, "approve_request")
+        await eventually(lambda: len(updated) == 3, timeout=10)
+    finally:
+        dispatcher.awaiting_ack -= 1
+    bobs_dm, channel = slack.dm_channel("UBOB").id, "CNOTIFY"
+    assert abs(updated[bobs_dm] - updated[channel]) >= 0.25  # one after the other: 0.3 s each
+    assert updated[alices.channel] <= min(updated[bobs_dm], updated[channel])
