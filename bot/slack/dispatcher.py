@@ -76,7 +76,7 @@ REASONS = {
 
 
 Key = tuple[str, str]  # a message: request id and target
-RATIONED_AFTER = 0.05  # seconds the other notices wait behind those before taking one turn in five
+RATIONED_AFTER = 0.05  # seconds notices nobody waits for wait behind the others before taking one turn in five
 
 
 def _waited_for(notice: Claimed) -> int | None:
@@ -135,8 +135,9 @@ class Dispatcher:
         self._running = False  # the loop has started: deliveries may start
         self._in_flight: set[asyncio.Task[None]] = set()
         self._queues: dict[Key, list[Claimed]] = {}  # notices held, by message, in id order
-        # Messages with a notice held and none in flight, by what their next notice is: an approver's DM, the
-        # requester's outcome, anything else (updates, the channel's messages; with when each became ready).
+        # Messages with a notice held and none in flight, by the most waited-for of their notices (``_waited_for``):
+        # an approver's DM; an outcome or a clicked DM; anything else (with when each became ready). A message may
+        # have a second place among the waited-for (``_hold``); whichever comes first starts it.
         self._ready: deque[tuple[Key, float]] = deque()
         self._ready_first: tuple[deque[Key], deque[Key]] = (deque(), deque())
         self._turn = 0
