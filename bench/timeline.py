@@ -67,8 +67,10 @@ async def measure(app: str, flows: int, concurrency: int, tmp: Path) -> dict[str
     env = {"PYTHONPATH": f"{PROBE}:{slack_path.ROOT}", "BENCH_TIMELINE": str(trace)}
     record: list[dict[str, Any]] = []
     pg = await _pg_database() if app == "postgres" else None
-    url = {"sqlite": f"sqlite+aiosqlite:///{tmp}/timeline.db", "baseline": None}.get(app)
-    if pg is not None:
+    url = None  # the baseline has no database
+    if app == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp}/timeline.db"
+    elif pg is not None:
         url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg}"
     try:
         kind = "baseline" if app == "baseline" else "bot"

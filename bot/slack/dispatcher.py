@@ -363,8 +363,7 @@ class Dispatcher:
         # approvers' DMs, outcomes and the clicked DMs. Alternating, 3 rounds at 5 in flight: both DMs 1.79x -> 1.29x
         # the baseline (SQLite), 2.59x -> 2.06x (PostgreSQL); the channel showed an outcome ~1.1 s -> ~1.2-1.7 s
         # after the approval that made it (the baseline: 4 ms); at 20 in flight within the noise.
-        others_below = 1 if self.awaiting_ack else limit
-        while len(in_flight) < limit and (key := self._next_ready(len(in_flight) < others_below)) is not None:
+        while len(in_flight) < limit and (key := self._next_ready(not (self.awaiting_ack and in_flight))) is not None:
             if key in self._busy:
                 continue  # a second place of a message (``_hold``): its first place started it
             notice = self._next(key)
