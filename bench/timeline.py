@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import statistics
 import tempfile
 from pathlib import Path
@@ -25,6 +26,8 @@ STEPS = (
     ("arrived", "the slash command reaches the app (Bolt's dispatch)"),
     ("users_info_sent", "its first users.info call starts"),
     ("users_info_back", "its last users.info call has its answer"),
+    ("stored", "the bot has stored the request (its DMs are handed over)"),
+    ("dm1_started", "the first DM's delivery starts (the bot's dispatcher)"),
     ("dm1_call", "the first DM is handed to slack_sdk"),
     ("dm1_written", "its request is written to the socket"),
     ("dm1_posted", "Slack has it (the fake's timestamp)"),
@@ -35,8 +38,9 @@ STEPS = (
 )
 
 
-def steps(flow: dict[str, Any], command: dict[str, Any], dms: dict[str, dict[str, float]]) -> dict[str, float]:
-    """One flow's steps, in ms since it was sent; the DMs ordered by when Slack had them."""
+def steps(flow: dict[str, Any], command: dict[str, Any], probed: dict[str, Any]) -> dict[str, float]:
+    """One flow's steps, in ms since it was sent; the DMs ordered by when Slack had them. The steps of the bot's
+    own are not the baseline's (NaN)."""
     sent = flow["sent"]
     calls = command["users_info"]
     out = {
@@ -44,22 +48,27 @@ def steps(flow: dict[str, Any], command: dict[str, Any], dms: dict[str, dict[str
         "users_info_sent": min(c["start"] for c in calls),
         "users_info_back": max(c["end"] for c in calls),
         "acked": flow["acked"],
+        "stored": probed["stored"].get(flow["rid"], math.nan),
     }
-    posted = sorted((flow[user], dms[f"{flow['rid']}/{user}"]) for user in ("UALICE", "UBOB"))
-    for n, (at_slack, call) in enumerate(posted, start=1):
+    dms = probed["dms"]
+    posted = sorted((flow[user], dms[f"{flow['rid']}/{user}"], user) for user in ("UALICE", "UBOB"))
+    for n, (at_slack, call, user) in enumerate(posted, start=1):
         out[f"dm{n}_call"], out[f"dm{n}_written"], out[f"dm{n}_posted"] = call["start"], call["written"], at_slack
+        out[f"dm{n}_started"] = probed["started"].get(f"{flow['rid']}/{user}", math.nan)
     return {k: (v - sent) * 1000 for k, v in out.items()}
 
 
-def _probed(tmp: Path, app: str) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, float]]]:
-    """What the app's probe wrote: its slash commands by their first word (``db-<flow>``), its DMs' calls."""
+def _probed(tmp: Path, app: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """What the app's probe wrote: its slash commands by their first word (``db-<flow>``); its DMs' calls, and
+    (the bot) when requests were stored and their DMs' deliveries started."""
     commands: dict[str, dict[str, Any]] = {}
-    dms: dict[str, dict[str, float]] = {}
+    found: dict[str, Any] = {"dms": {}, "stored": {}, "started": {}}
     for part in tmp.glob(f"{app}.*"):
         probed = json.loads(part.read_text())
         commands.update({c["text"].split()[0]: c for c in probed["commands"]})
-        dms.update(probed["dms"])
-    return commands, dms
+        for name, times in found.items():
+            times.update(probed.get(name, {}))
+    return commands, found
 
 
 async def measure(app: str, flows: int, concurrency: int, tmp: Path) -> dict[str, float]:
@@ -78,8 +87,8 @@ async def measure(app: str, flows: int, concurrency: int, tmp: Path) -> dict[str
     finally:
         if pg is not None:
             await _drop(pg)
-    commands, dms = _probed(tmp, app)
-    timelines = [steps(f, commands[f"db-{f['flow']}"], dms) for f in record]
+    commands, probed = _probed(tmp, app)
+    timelines = [steps(f, commands[f"db-{f['flow']}"], probed) for f in record]
     return {name: statistics.median(t[name] for t in timelines) for name, _ in STEPS}
 
 

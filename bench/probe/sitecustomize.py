@@ -17,6 +17,8 @@ from typing import Any
 _OUT = os.environ.get("BENCH_TIMELINE")
 _COMMANDS: list[dict[str, Any]] = []  # per slash command: its text, arrival, users.info calls
 _DMS: dict[str, dict[str, float]] = {}  # per "request id/channel": the DM's call
+_STORED: dict[str, float] = {}  # per request id (the bot only): when its notices were handed to the dispatcher
+_STARTED: dict[str, float] = {}  # per "request id/approver" (the bot only): when its DM's delivery started
 _REQUEST: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("request", default=None)
 _CALL: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar("call", default=None)
 
@@ -58,6 +60,26 @@ def _install() -> None:
             call.setdefault("written", time.time())
         return response
 
+    try:
+        from bot.slack.dispatcher import Dispatcher
+    except ImportError:  # not the bot's tree
+        pass
+    else:
+        handed, deliver = Dispatcher.handed, Dispatcher._deliver
+
+        def timed_handed(self: Any, leased: list[Any], *args: Any, **kwargs: Any) -> Any:
+            for notice in leased:
+                if notice.action == "post_dm":
+                    _STORED.setdefault(notice.request_id, time.time())
+            return handed(self, leased, *args, **kwargs)
+
+        async def timed_deliver(self: Any, notice: Any) -> Any:
+            if notice.action == "post_dm":
+                _STARTED.setdefault(f"{notice.request_id}/{notice.subject}", time.time())
+            return await deliver(self, notice)
+
+        Dispatcher.handed = timed_handed  # type: ignore[method-assign]
+        Dispatcher._deliver = timed_deliver  # type: ignore[method-assign]
     slack_bolt.async_app.AsyncApp.async_dispatch = timed_dispatch  # type: ignore[method-assign]
     AsyncBaseClient.api_call = timed_call  # type: ignore[method-assign]
     aiohttp.client_reqrep.ClientRequest.send = timed_send  # type: ignore[method-assign]
@@ -65,7 +87,7 @@ def _install() -> None:
 
 def _dump() -> None:
     with open(f"{_OUT}.{os.getpid()}", "w") as out:
-        json.dump({"commands": _COMMANDS, "dms": _DMS}, out)
+        json.dump({"commands": _COMMANDS, "dms": _DMS, "stored": _STORED, "started": _STARTED}, out)
 
 
 def _on_term(*_: Any) -> None:  # the baseline has no handler of its own: SIGTERM would skip atexit

@@ -23,6 +23,7 @@ from bisect import insort
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from heapq import heappop, heappush
 from operator import attrgetter
 from typing import Any
 
@@ -77,6 +78,7 @@ REASONS = {
 
 Key = tuple[str, str]  # a message: request id and target
 RATIONED_AFTER = 0.05  # seconds notices nobody waits for wait behind the others before taking one turn in five
+MAX_LAG = 0.5  # seconds after which a notice nobody waits for goes ahead of every other (``_next_ready``)
 
 
 def _waited_for(notice: Claimed) -> int | None:
@@ -118,10 +120,12 @@ class Dispatcher:
         batch_while_acking: int = 3,
         flush_pause: float = 0.05,
         remember: int = 500,
+        max_lag: float = MAX_LAG,
     ) -> None:
         self.client, self.uow, self.notify_channel = client, uow, notify_channel
         self.lease, self.max_attempts, self.base_delay, self.max_delay = lease, max_attempts, base_delay, max_delay
         self.sweep_every, self.batch, self.flush_pause, self.remember = sweep_every, batch, flush_pause, remember
+        self.max_lag = max_lag
         # Slack gives a request 3 s for its ack; a notice can wait. While requests wait for their ack (counted by
         # the app's middleware), fewer deliveries are started, so that the acks get the event loop first. Three
         # rather than four (alternating runs, 4 rounds): at 20 in flight acks 29.4 -> 24.3 ms on PostgreSQL and
@@ -138,7 +142,7 @@ class Dispatcher:
         # Messages with a notice held and none in flight, by the most waited-for of their notices (``_waited_for``):
         # an approver's DM; an outcome or a clicked DM; anything else (with when each became ready). A message may
         # have a second place among the waited-for (``_hold``); whichever comes first starts it.
-        self._ready: deque[tuple[Key, float]] = deque()
+        self._ready: list[tuple[float, Key]] = []  # a heap: since when each has waited, oldest first
         self._ready_first: tuple[deque[Key], deque[Key]] = (deque(), deque())
         self._turn = 0
         self._busy: set[Key] = set()  # messages with a delivery in flight
@@ -220,7 +224,8 @@ class Dispatcher:
         if ranks:
             self._ready_first[min(ranks)].append(key)
         else:
-            self._ready.append((key, time.monotonic()))
+            # Since its oldest notice came (not since its previous delivery): a message's lag does not add up.
+            heappush(self._ready, (self._held[queue[0].id] - self.lease.total_seconds() / 2, key))
 
     def _next_ready(self, others: bool = True) -> Key | None:
         """The message whose notice goes next: approvers' DMs, then the other waited-for notices (``_waited_for``),
@@ -229,15 +234,20 @@ class Dispatcher:
         entirely, their backlog took 30 MB and left messages stale for seconds). Until then it waits, so that a new
         request's channel message does not go before its approvers' DMs (with a turn in five counted from the first,
         it went before one of them for 81 of 210 requests at 1 in flight, and Slack had that DM ~0.5 ms later).
-        ``others``: whether the rest may go now at all."""
+        ``others``: whether the rest may go now at all. But one that has waited ``max_lag`` goes ahead of every other,
+        ``others`` or not: while requests kept waiting for their acks, the notify channel's messages (which went only
+        when nothing else was in flight) fell further and further behind, 10 s after 1,500 flows at 5 in flight and 30
+        s after 2,500."""
         first = self._ready_first[0] or self._ready_first[1]
         rest = self._ready
+        if rest and time.monotonic() - rest[0][0] >= self.max_lag:
+            return heappop(rest)[1]
         if not first:
-            return rest.popleft()[0] if rest and others else None
-        if rest and others and time.monotonic() - rest[0][1] >= RATIONED_AFTER:
+            return heappop(rest)[1] if rest and others else None
+        if rest and others and time.monotonic() - rest[0][0] >= RATIONED_AFTER:
             self._turn = (self._turn + 1) % 5
             if not self._turn:
-                return rest.popleft()[0]
+                return heappop(rest)[1]
         return first.popleft()
 
     def _see(self, view: RequestView, refs: dict[str, tuple[str, str]]) -> None:
@@ -334,9 +344,14 @@ class Dispatcher:
             if self._claim_now and len(in_flight) < self._limit():
                 continue
             now = time.monotonic()
+            # The oldest of the rest goes ahead of every other once it has waited ``max_lag``: be awake then (if it
+            # has already, it waits for a place, and a delivery that finishes wakes the loop).
+            stale = self._ready[0][0] + self.max_lag - now if self._ready else math.inf
+            stale = stale if stale > 0 else math.inf
             try:
                 await asyncio.wait_for(
-                    self._wake.wait(), max(0.0, min(self.sweep_every - (now - last_claim), next_renewal - now))
+                    self._wake.wait(),
+                    max(0.0, min(self.sweep_every - (now - last_claim), next_renewal - now, stale)),
                 )
             except TimeoutError:
                 pass

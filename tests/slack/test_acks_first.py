@@ -150,6 +150,7 @@ async def test_while_an_ack_is_pending_updates_nobody_waits_for_go_one_at_a_time
     updated: dict[str, float] = {}
     slack.on_update.append(lambda m: updated.setdefault(m.channel, loop.time()))
     slack.inject("chat.update", *[Fault.latency(0.3)] * 3)
+    dispatcher.max_lag = 5.0  # none of them waits long enough to go ahead of the others (the next test)
     dispatcher.awaiting_ack += 1  # as if another person's request were still waiting for its ack
     try:
         await slack.click("UALICE", alices, "approve_request")
@@ -159,3 +160,33 @@ async def test_while_an_ack_is_pending_updates_nobody_waits_for_go_one_at_a_time
     bobs_dm, channel = slack.dm_channel("UBOB").id, "CNOTIFY"
     assert abs(updated[bobs_dm] - updated[channel]) >= 0.25  # one after the other: 0.3 s each
     assert updated[alices.channel] <= min(updated[bobs_dm], updated[channel])
+
+
+async def test_a_message_nobody_waits_for_still_goes_while_acks_are_always_awaited(world: World) -> None:
+    """Requests that keep coming keep acks awaited and approvers' DMs in flight. The notify channel's message (which
+    nobody waits for) goes once it has waited ``max_lag``, not when nothing else is in flight: under a sustained
+    burst that moment did not come, and the channel fell further and further behind."""
+    slack, dispatcher, loop = world.slack, world.bot.dispatcher, asyncio.get_running_loop()
+    dispatcher.max_lag = 0.2
+    posted: dict[tuple[str, str], float] = {}
+
+    def seen(message: Message) -> None:
+        assert message.metadata is not None
+        posted.setdefault((message.channel, message.metadata["event_payload"]["request_id"]), loop.time())
+
+    slack.on_post.append(seen)
+    dispatcher.awaiting_ack += 1  # as if other people's requests were always waiting for their acks
+    try:
+        slack.inject("chat.postMessage", *[Fault.latency(0.4)] * 2)  # the first request's DMs take 0.4 s
+        started = loop.time()
+        first = (await slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident 42")).text.split("Request ")[1]
+        await asyncio.sleep(0.3)
+        slack.inject("chat.postMessage", *[Fault.latency(0.4)] * 2)  # and so do the next one's, begun before them
+        second = (await slack.slash("UREQ2", "ci-db <@UALICE> <@UBOB> deploy 7")).text.split("Request ")[1]
+        first, second = first.split(" ")[0], second.split(" ")[0]
+        await eventually(lambda: len(posted) == 6, timeout=10)
+    finally:
+        dispatcher.awaiting_ack -= 1
+    channel = posted[("CNOTIFY", first)]
+    assert channel - started < 0.35  # after its 0.2 s, while the first request's DMs were still on their way
+    assert channel < min(posted[(slack.dm_channel(u).id, second)] for u in ("UALICE", "UBOB"))
