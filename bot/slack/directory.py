@@ -39,7 +39,7 @@ async def resolve_approvers(
             f"The approvers must be {required} different people; the same person is named twice.",
             field=f"approver_{len(user_ids)}",
         )
-    found = await asyncio.gather(*(_lookup(client, u) for u in user_ids))
+    found = await _lookups(client, user_ids)
     approvers = []
     for i, (user_id, user) in enumerate(zip(user_ids, found, strict=True), start=1):
         field = f"approver_{i}"
@@ -53,6 +53,24 @@ async def resolve_approvers(
         name = profile.get("display_name") or profile.get("real_name") or user.get("real_name") or user.get("name")
         approvers.append(Approver(user_id, str(name or user_id)[:255], profile.get("email")))
     return approvers
+
+
+async def _lookups(client: AsyncWebClient, user_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+    """users.info for each of ``user_ids``, together: the first in this coroutine, the others in tasks. Gathered
+    instead, the last answer reached this coroutine a turn of the event loop later (the gather's own future), and a
+    busy loop's turn is milliseconds that the person waits for their ack."""
+    if not user_ids:
+        return []
+    others = [asyncio.ensure_future(_lookup(client, u)) for u in user_ids[1:]]
+    try:
+        first = await _lookup(client, user_ids[0])
+        return [first, *[await task for task in others]]
+    finally:
+        for task in others:  # when one failed: the others are not waited for
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled():
+                task.exception()  # retrieved: raised above, or moot
 
 
 async def _lookup(client: AsyncWebClient, user_id: str) -> dict[str, Any] | None:

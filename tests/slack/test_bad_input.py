@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot.service_layer import delivery, services
@@ -66,6 +68,20 @@ async def test_slack_failing_users_info_stores_nothing_and_says_so(world: World)
     await world.slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident")
     assert "nothing was stored" in world.slack.last_ephemeral("UREQ")
     assert (await services.list_requests(uow=world.bot.db.uow())).total == 0
+
+
+async def test_one_approver_unknown_to_a_failing_slack_stores_nothing_however_the_other_lookup_ends(
+    world: World,
+) -> None:
+    """The approvers are looked up together; one lookup failing while the other is still on its way (slow) ends the
+    command at once or after it, but always with nothing stored and the reason given."""
+    world.slack.inject("users.info", Fault.latency(0.5), Fault.slack_error("fatal_error"))
+    reply = await world.slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident")
+    assert reply.status == 200
+    assert "nothing was stored" in world.slack.last_ephemeral("UREQ")
+    await asyncio.sleep(0.6)  # the slow lookup's answer comes, and is not used
+    assert (await services.list_requests(uow=world.bot.db.uow())).total == 0
+    assert world.slack.dms("UALICE") == world.slack.dms("UBOB") == []
 
 
 async def test_unreachable_approver_and_channel_are_explained_to_the_requester(world: World) -> None:
