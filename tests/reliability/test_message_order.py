@@ -54,6 +54,7 @@ async def _slow_dms_then_channel_post(tmp_path: Path) -> tuple[Any, str]:
     once everything is delivered."""
     world = await start_world(tmp_path, "http", outbox_lease_seconds=1.0, slack_timeout=0.5)
     world.bot.dispatcher.batch = world.bot.dispatcher.batch_while_acking = 1
+    world.bot.dispatcher.dm_places = 0  # approvers' DMs have no place more: one at a time
     world.slack.inject("chat.postMessage", Fault.latency(0.4), Fault.latency(0.4))
     reply = await world.slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident 42")
     await world.settled(timeout=20)
