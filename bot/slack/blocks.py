@@ -16,18 +16,21 @@ from slack_sdk.models.blocks import (
     MarkdownTextObject,
     SectionBlock,
 )
-from slack_sdk.models.metadata import Metadata
 
 from bot.domain.values import Status, Verdict
 from bot.service_layer.results import Page, RequestView
 from bot.slack import text as t
 
 APPROVE, DENY, CANCEL = "approve_request", "deny_request", "cancel_request"
+# Slack's JSON for blocks (what slack_sdk.models turn into, checked on the way).
+Json = dict[str, Any]
 EVENT_TYPE = "access_request"
 
 
-def metadata(view: RequestView, *, notice: str | None = None) -> Metadata:
-    """The metadata every message about a request carries, so other apps and workflows can react.
+def metadata(view: RequestView, *, notice: str | None = None) -> Json:
+    """The metadata every message about a request carries, so other apps and workflows can react, as Slack's JSON
+    (what slack_sdk's ``Metadata(...).to_dict()`` gives: tests/slack/test_blocks.py; it checks nothing, and
+    building the object for every call cost more than the rest of this function).
     ``notice`` (the outbox key of a posted message) lets a retry find a message an earlier attempt posted."""
     payload: dict[str, object] = {
         "request_id": view.id,
@@ -38,7 +41,7 @@ def metadata(view: RequestView, *, notice: str | None = None) -> Metadata:
     }
     if notice is not None:
         payload["notice"] = notice
-    return Metadata(event_type=EVENT_TYPE, event_payload=payload)
+    return {"event_type": EVENT_TYPE, "event_payload": payload}
 
 
 def summary_text(view: RequestView) -> str:
@@ -82,21 +85,18 @@ def _state(view: RequestView) -> list[Block]:
     """The part that changes with each decision: where the request stands."""
     return [
         SectionBlock(block_id="progress", text=MarkdownTextObject(text=progress(view))),
-        ContextBlock(
-            block_id="meta",
-            elements=[
-                MarkdownTextObject(
-                    text=f"{view.id} · {t.status(view.status)} · requested "
-                    f"<!date^{int(view.created_at.timestamp())}^{{date_short_pretty}} {{time}}|"
-                    f"{view.created_at:%Y-%m-%d %H:%M} UTC>"
-                )
-            ],
-        ),
+        ContextBlock(block_id="meta", elements=[MarkdownTextObject(text=_meta(view))]),
     ]
 
 
-# Slack's JSON for blocks (what slack_sdk.models turn into, checked on the way).
-Json = dict[str, Any]
+def _meta(view: RequestView) -> str:
+    return (
+        f"{view.id} · {t.status(view.status)} · requested "
+        f"<!date^{int(view.created_at.timestamp())}^{{date_short_pretty}} {{time}}|"
+        f"{view.created_at:%Y-%m-%d %H:%M} UTC>"
+    )
+
+
 # Request states (and heads) whose JSON is kept. Under a burst the dispatcher serves DMs and outcomes first and
 # updates later: at 20 in flight a request's last update came ~250 requests after its first message, so with 256
 # kept each head was turned into JSON ~2.5 times and each state ~1.8. With 1024 kept the bot's memory grew 15 MB
@@ -122,9 +122,51 @@ class _Head:
         return isinstance(other, _Head) and other.key == self.key
 
 
+# The blocks every message about a request is made of, as Slack's JSON written out directly: what the Block Kit
+# objects above turn into (tests/slack/test_blocks.py compares them for every state and the longest texts), each
+# checked against what slack_sdk checks of it (a text's length, a block id's), and built through slack_sdk.models
+# when a check fails, which then refuses it as before. Checked object by object, they were ~7% of the bot's CPU
+# per flow at 20 in flight (py-spy): a request's three states, its head and each message's metadata and replies.
+
+
+def mrkdwn_section(block_id: str, text: str) -> Json:
+    """``SectionBlock(block_id=block_id, text=MarkdownTextObject(text=text)).to_dict()``."""
+    if len(text) > SectionBlock.text_max_length or len(block_id) > Block.block_id_max_length:
+        return SectionBlock(block_id=block_id, text=MarkdownTextObject(text=text)).to_dict()
+    return {"type": "section", "block_id": block_id, "text": {"type": "mrkdwn", "text": text}}
+
+
+def _head_fast(view: RequestView) -> list[Json]:
+    """``_head`` as Slack's JSON."""
+    title = t.plain(f"Access request {view.id}", HeaderBlock.text_max_length)
+    others = ", ".join(t.user(a.user_id) for a in view.approvers)
+    fields = [
+        f"*Requested by*\n{t.user(view.requester_id)}",
+        f"*Resource*\n{t.safe(view.resource, 1900)}",
+        f"*Duration*\n{t.duration(view.duration_minutes)}",
+        f"*Approvers*\n{others}",
+    ]
+    return [
+        {"type": "header", "block_id": "title", "text": {"type": "plain_text", "text": title, "emoji": True}},
+        {"type": "section", "block_id": "summary", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+        *(
+            mrkdwn_section(f"justification-{i}", ("*Justification*\n" if i == 0 else "") + piece)
+            for i, piece in enumerate(t.safe_chunks(view.justification, 2880, most=4))
+        ),
+    ]
+
+
+def _state_fast(view: RequestView) -> list[Json]:
+    """``_state`` as Slack's JSON."""
+    return [
+        mrkdwn_section("progress", progress(view)),
+        {"type": "context", "block_id": "meta", "elements": [{"type": "mrkdwn", "text": _meta(view)}]},
+    ]
+
+
 @lru_cache(maxsize=SUMMARIES)
 def _head_json(head: _Head) -> tuple[Json, ...]:
-    return tuple(block.to_dict() for block in _head(head.view))
+    return tuple(_head_fast(head.view))
 
 
 @lru_cache(maxsize=SUMMARIES)
@@ -133,7 +175,7 @@ def _summary_json(view: RequestView) -> tuple[Json, ...]:
     both approvers' DMs, the channel message and the requester's notice show the same summary of the same state,
     every state of a request the same head, and turning Block Kit objects into JSON (validating them) cost more
     than anything else the bot does per message."""
-    return (*_head_json(_Head(view)), *(block.to_dict() for block in _state(view)))
+    return (*_head_json(_Head(view)), *_state_fast(view))
 
 
 def progress(view: RequestView) -> str:
@@ -195,13 +237,13 @@ def channel_message(view: RequestView) -> tuple[str, list[Json]]:
     return summary_text(view), list(_summary_json(view))
 
 
-def decision_reply(view: RequestView, approver_id: str) -> tuple[str, list[Block]]:
+def decision_reply(view: RequestView, approver_id: str) -> tuple[str, list[Json]]:
     decision = view.decision_of(approver_id)
     assert decision is not None
     verb = "approved" if decision.verdict is Verdict.APPROVE else "denied"
     reason = f"\n>{t.safe(decision.reason, 2900)}" if decision.reason else ""
     text = f"{t.user(approver_id)} {verb} {view.id}.{reason}"
-    return text, [SectionBlock(block_id="decision", text=MarkdownTextObject(text=text))]
+    return text, [mrkdwn_section("decision", text)]
 
 
 def requester_outcome(view: RequestView) -> tuple[str, list[Json]]:
@@ -222,18 +264,18 @@ def requester_outcome(view: RequestView) -> tuple[str, list[Json]]:
             f"{t.user(denial.approver_id)}.{reason}"
         )
     return head, [
-        SectionBlock(block_id="outcome", text=MarkdownTextObject(text=head)).to_dict(),
+        mrkdwn_section("outcome", head),
         *_summary_json(view)[1:],
     ]
 
 
-def confirmation(view: RequestView) -> tuple[str, list[Block]]:
+def confirmation(view: RequestView) -> tuple[str, list[Json]]:
     who = " and ".join(t.user(a.user_id) for a in view.approvers)
     text = (
         f"Request {view.id} for *{t.safe(view.resource, 1000)}* is sent to {who}. "
         f"I'll message you when it is decided. `/access-request status {view.id}` shows where it stands."
     )
-    return text, [SectionBlock(block_id="confirmation", text=MarkdownTextObject(text=text))]
+    return text, [mrkdwn_section("confirmation", text)]
 
 
 def notice(message: str) -> tuple[str, list[Block]]:
@@ -283,5 +325,5 @@ def section(block_id: str, text: str, accessory: ButtonElement | None = None) ->
     return SectionBlock(block_id=block_id, text=MarkdownTextObject(text=text), accessory=accessory)
 
 
-def as_dicts(blocks: Sequence[Block]) -> list[dict[str, object]]:
-    return [b.to_dict() for b in blocks]
+def as_dicts(blocks: Sequence[Block | Json]) -> list[Json]:
+    return [b if isinstance(b, dict) else b.to_dict() for b in blocks]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from slack_sdk.models.blocks import Block
@@ -39,7 +39,7 @@ def guarded(listener: Listener) -> Listener:
     return wrapper
 
 
-def reply(content: tuple[str, list[Block]]) -> dict[str, Any]:
+def reply(content: tuple[str, Sequence[Block | b.Json]]) -> dict[str, Any]:
     """Keyword arguments for ack/respond/say from a builder's (text, blocks)."""
     text, blocks = content
     return {"text": text, "blocks": b.as_dicts(blocks)}
