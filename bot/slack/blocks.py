@@ -53,32 +53,35 @@ def summary_text(view: RequestView) -> str:
 
 
 def _summary(view: RequestView) -> list[Block]:
-    """Everything about a request; the justification spans up to 4 blocks, so escaping never cuts it."""
+    """Everything about a request."""
     return [*_head(view), *_state(view)]
 
 
 def _head(view: RequestView) -> list[Block]:
     """The part of the summary a request keeps from its creation on: who asks, for what, why."""
-    others = ", ".join(t.user(a.user_id) for a in view.approvers)
+    title, fields, justification = _head_texts(view)
     return [
-        HeaderBlock(block_id="title", text=t.plain(f"Access request {view.id}", 150)),
-        SectionBlock(
-            block_id="summary",
-            fields=[
-                MarkdownTextObject(text=f"*Requested by*\n{t.user(view.requester_id)}"),
-                MarkdownTextObject(text=f"*Resource*\n{t.safe(view.resource, 1900)}"),
-                MarkdownTextObject(text=f"*Duration*\n{t.duration(view.duration_minutes)}"),
-                MarkdownTextObject(text=f"*Approvers*\n{others}"),
-            ],
-        ),
-        *(
-            SectionBlock(
-                block_id=f"justification-{i}",
-                text=MarkdownTextObject(text=("*Justification*\n" if i == 0 else "") + piece),
-            )
-            for i, piece in enumerate(t.safe_chunks(view.justification, 2880, most=4))
-        ),
+        HeaderBlock(block_id="title", text=title),
+        SectionBlock(block_id="summary", fields=[MarkdownTextObject(text=f) for f in fields]),
+        *(SectionBlock(block_id=block_id, text=MarkdownTextObject(text=text)) for block_id, text in justification),
     ]
+
+
+def _head_texts(view: RequestView) -> tuple[str, list[str], list[tuple[str, str]]]:
+    """What ``_head`` shows (and ``_head_fast``, as Slack's JSON): its title, the summary's fields, and each
+    justification block's id and text (the justification spans up to 4 blocks, so escaping never cuts it)."""
+    others = ", ".join(t.user(a.user_id) for a in view.approvers)
+    fields = [
+        f"*Requested by*\n{t.user(view.requester_id)}",
+        f"*Resource*\n{t.safe(view.resource, 1900)}",
+        f"*Duration*\n{t.duration(view.duration_minutes)}",
+        f"*Approvers*\n{others}",
+    ]
+    justification = [
+        (f"justification-{i}", ("*Justification*\n" if i == 0 else "") + piece)
+        for i, piece in enumerate(t.safe_chunks(view.justification, 2880, most=4))
+    ]
+    return t.plain(f"Access request {view.id}", HeaderBlock.text_max_length), fields, justification
 
 
 def _state(view: RequestView) -> list[Block]:
@@ -138,21 +141,11 @@ def mrkdwn_section(block_id: str, text: str) -> Json:
 
 def _head_fast(view: RequestView) -> list[Json]:
     """``_head`` as Slack's JSON."""
-    title = t.plain(f"Access request {view.id}", HeaderBlock.text_max_length)
-    others = ", ".join(t.user(a.user_id) for a in view.approvers)
-    fields = [
-        f"*Requested by*\n{t.user(view.requester_id)}",
-        f"*Resource*\n{t.safe(view.resource, 1900)}",
-        f"*Duration*\n{t.duration(view.duration_minutes)}",
-        f"*Approvers*\n{others}",
-    ]
+    title, fields, justification = _head_texts(view)
     return [
         {"type": "header", "block_id": "title", "text": {"type": "plain_text", "text": title, "emoji": True}},
         {"type": "section", "block_id": "summary", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
-        *(
-            mrkdwn_section(f"justification-{i}", ("*Justification*\n" if i == 0 else "") + piece)
-            for i, piece in enumerate(t.safe_chunks(view.justification, 2880, most=4))
-        ),
+        *(mrkdwn_section(block_id, text) for block_id, text in justification),
     ]
 
 
