@@ -6,9 +6,14 @@ import asyncio
 import os
 import secrets
 import socket
+from typing import Any
 
 import asyncpg
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.adapters.repository import APPROVERS, AUDIT, OUTBOX, REQUESTS
 
 PG_HOST, PG_PORT, PG_ADMIN_DB = "127.0.0.1", 5432, "test"
 PG_USER = os.environ.get("PGUSER", "postgres")
@@ -56,3 +61,20 @@ def pg_url(name: str) -> str:
 
 def sqlite_url(path: os.PathLike[str] | str) -> str:
     return f"sqlite+aiosqlite:///{path}"
+
+
+async def rows_about_requests(engine: AsyncEngine) -> dict[str, int]:
+    """How many rows the tables written when a request is made hold, but the audit log: the requests, their
+    approvers and their notices."""
+    async with engine.connect() as conn:
+        return {
+            table.name: (await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one()
+            for table in (REQUESTS, APPROVERS, OUTBOX)
+        }
+
+
+async def audit_entries(engine: AsyncEngine) -> list[tuple[str, dict[str, Any]]]:
+    """Every audit entry's action and details, oldest first."""
+    async with engine.connect() as conn:
+        found = await conn.execute(sa.select(AUDIT.c.action, AUDIT.c.details).order_by(AUDIT.c.id))
+        return [(row.action, row.details) for row in found]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -22,6 +22,7 @@ from bot.adapters.tables import (
     ApproverRow,
     AuditRow,
     DecisionRow,
+    OutboxRow,
     ProcessedEventRow,
     SlackMessageRow,
 )
@@ -33,6 +34,7 @@ APPROVERS: sa.Table = ApproverRow.__table__  # type: ignore[attr-defined]
 DECISIONS: sa.Table = DecisionRow.__table__  # type: ignore[attr-defined]
 AUDIT: sa.Table = AuditRow.__table__  # type: ignore[attr-defined]
 MESSAGES: sa.Table = SlackMessageRow.__table__  # type: ignore[attr-defined]
+OUTBOX: sa.Table = OutboxRow.__table__  # type: ignore[attr-defined]
 
 
 # Statements on the hot paths, built once: building them per call (and their cache keys) cost more than
@@ -101,6 +103,23 @@ _AWAITING = (
     )
     .order_by(REQUESTS.c.created_at.desc(), REQUESTS.c.id.desc())
     .limit(sa.bindparam("b_limit"))
+)
+
+
+_NAME_APPROVER = (
+    sa.update(APPROVERS)
+    .where(
+        APPROVERS.c.request_id == sa.bindparam("b_id"),
+        APPROVERS.c.position == sa.bindparam("b_position"),
+        APPROVERS.c.user_id == sa.bindparam("b_user"),
+    )
+    .values(display_name=sa.bindparam("b_name"), email=sa.bindparam("b_email"))
+)
+# A request's rows, those pointing at it first. Decisions and posted messages are not among them: a request is
+# removed before any of its notices went out, so nobody could have seen or decided it. Its audit entries stay.
+_REMOVE = tuple(
+    sa.delete(table).where(column == sa.bindparam("b_id"))
+    for table, column in ((OUTBOX, OUTBOX.c.request_id), (APPROVERS, APPROVERS.c.request_id), (REQUESTS, REQUESTS.c.id))
 )
 _MOVE_STATUS = (
     sa.update(REQUESTS)
@@ -250,14 +269,18 @@ _BOTH = {
     ),
 }
 
-# The approvers of recent requests, by request id. A request's approvers are fixed when it is made (only their
+# The approvers of recent requests, by request id. A request's approvers are fixed once they are named (only their
 # ``awaiting`` flag changes, which loading does not read), so the process keeps them: reading them again cost a
-# statement, on PostgreSQL a round trip, every time a request was loaded to be decided or delivered.
+# statement, on PostgreSQL a round trip, every time a request was loaded to be decided or delivered. A request
+# stored while its approvers were being checked has them unnamed (no display name) until ``name_approvers``: those
+# are not kept, as another process may name them.
 _NAMED: OrderedDict[str, tuple[Approver, ...]] = OrderedDict()
 _NAMED_KEPT = 500
 
 
 def _remember_named(request_id: str, approvers: tuple[Approver, ...]) -> None:
+    if not all(a.display_name for a in approvers):
+        return
     _NAMED[request_id] = approvers
     _NAMED.move_to_end(request_id)
     while len(_NAMED) > _NAMED_KEPT:
@@ -360,6 +383,16 @@ class AbstractRequestRepository(abc.ABC):
 
     @abc.abstractmethod
     async def pending_for_approver(self, approver_id: str, *, limit: int) -> list[AccessRequest]: ...
+
+    @abc.abstractmethod
+    async def name_approvers(self, named: Mapping[str, Sequence[Approver]]) -> None:
+        """Record the names (and emails) of stored requests' approvers (by request id), who are the same people in
+        the same order."""
+
+    @abc.abstractmethod
+    async def remove(self, request_id: str) -> None:
+        """Remove a request stored a moment ago and its approvers and notices (not its audit entries): for one
+        found invalid before anybody was told of it."""
 
 
 _APPROVERS_FK = "fk_request_approvers_request_id_access_requests"
@@ -575,6 +608,21 @@ class SqlRequestRepository(AbstractRequestRepository):
         # are checked too: the flag narrows the search, the request's own rows decide.
         rows = await self.sql.rows(_AWAITING, {"b_user": approver_id, "b_limit": limit})
         return await self._hydrate(rows)
+
+    async def name_approvers(self, named: Mapping[str, Sequence[Approver]]) -> None:
+        rows = [
+            {"b_id": rid, "b_position": i, "b_user": a.user_id, "b_name": a.display_name, "b_email": a.email}
+            for rid, approvers in named.items()
+            for i, a in enumerate(approvers)
+        ]
+        await self.sql.execute_many(_NAME_APPROVER, rows)  # on PostgreSQL one round trip for them all
+        for rid, approvers in named.items():
+            _remember_named(rid, tuple(approvers))
+
+    async def remove(self, request_id: str) -> None:
+        _NAMED.pop(request_id, None)
+        for statement in _REMOVE:
+            await self.sql.execute(statement, {"b_id": request_id})
 
     async def _hydrate(
         self, rows: Sequence[Any], decided: dict[str, list[_Decided]] | None = None

@@ -47,3 +47,9 @@ class RequestNotFound(DomainError):
 
 class TooManyOpenRequests(DomainError):
     code = "too_many_open"
+
+
+class CheckTooSlow(DomainError):
+    """The approvers could not be checked in time; the request was not kept."""
+
+    code = "check_too_slow"

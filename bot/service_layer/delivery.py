@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.adapters.outbox import DEAD, DONE, FAILED, SKIPPED, Claimed
 from bot.adapters.repository import PostedMessage
 from bot.domain import errors
+from bot.domain.values import Approver
 from bot.service_layer import notices
 from bot.service_layer.results import RequestView
 from bot.service_layer.unit_of_work import AbstractUnitOfWork
@@ -82,6 +83,14 @@ async def notices_delivered(
         await uow.outbox.finish_many([d.notice.id for d in deliveries], status=DONE, at=now)
         await uow.outbox.finish_many([n.id for n in superseded], status=SKIPPED, at=now)
         await uow.outbox.release([n.id for n in released])
+        await uow.commit()
+
+
+async def name_approvers(*, uow: AbstractUnitOfWork, names: Mapping[str, Sequence[Approver]]) -> None:
+    """Record, in one transaction, the names of approvers learnt after their requests were stored
+    (``services.create_request_while_checking``), by request id."""
+    async with uow:
+        await uow.requests.name_approvers(names)
         await uow.commit()
 
 

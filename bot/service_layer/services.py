@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
@@ -18,8 +22,10 @@ from bot.service_layer.results import AuditEntry, DecisionResult, Page, RequestV
 from bot.service_layer.unit_of_work import AbstractUnitOfWork
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 ID_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L, U: easy to read aloud and type
 ATTEMPTS = 5
+CHECK_TOO_SLOW = "Slack took too long to say who the approvers are; nothing was stored. Please try again in a minute."
 COUNT_UP_TO = 1000  # list totals stop there ("1,000+"): counting further costs time nobody needs
 
 
@@ -92,6 +98,89 @@ async def create_request(
             f"{policy.max_open_per_requester}). Cancel one with `/access-request cancel <id>` or wait for a decision."
         ) from None
     return RequestView.of(request)
+
+
+async def create_request_while_checking(
+    *,
+    uow: AbstractUnitOfWork,
+    approver_ids: Sequence[str],
+    check: Awaitable[Sequence[Approver]],
+    requester_id: str,
+    resource: str,
+    justification: str,
+    requester_name: str = "",
+    duration_minutes: int | None = None,
+    policy: Policy | None = None,
+) -> RequestView:
+    """Store a new request while ``check`` (e.g. Slack's users.info for each approver) finds out whether its
+    approvers can approve it: the person waits for the longer of the two, not for both. Its notices wait, leased to
+    this process, until the check has passed; if it fails, the request is removed before anybody was told of it,
+    and the check's refusal is raised. The approvers' names, which only the check knows, are recorded by the
+    dispatcher with its next bookkeeping (lost if the process dies first): the view returned has them already.
+
+    The check may take a quarter of the notices' lease: a dispatcher elsewhere must not claim them before it ends.
+    If the process dies between storing and checking, the notices go out when their lease runs out, as for any
+    request whose answer the person did not get (they see Slack's error and may ask again). Where notices are not
+    leased to this process (no dispatcher here), any dispatcher could claim them at once: the check comes first."""
+    store = partial(
+        create_request,
+        requester_id=requester_id,
+        requester_name=requester_name,
+        resource=resource,
+        justification=justification,
+        duration_minutes=duration_minutes,
+        policy=policy,
+    )
+    lease = uow.lease
+    if lease is None:
+        return await store(uow=uow, approvers=await check)
+    # The check runs here and the store in a task, not the other way round: the check's first call to Slack leaves
+    # at once, and the store starts while it is on its way (a task starts at the event loop's next turn).
+    storing = asyncio.ensure_future(store(uow=uow.withholding(), approvers=[Approver(u) for u in approver_ids]))
+    try:
+        try:
+            async with asyncio.timeout(lease.total_seconds() / 4):
+                approvers = tuple(await check)
+        except TimeoutError:
+            raise errors.CheckTooSlow(CHECK_TOO_SLOW) from None
+        if [a.user_id for a in approvers] != list(approver_ids):
+            raise ValueError("the check answered for other approvers than the request's")
+    except BaseException as failed:
+        stored = await _settled(storing)
+        if stored is not None:
+            why = failed.message if isinstance(failed, errors.DomainError) else type(failed).__name__
+            await _remove(uow, stored.id, why)
+        raise
+    view = await storing
+    uow.hand_over(names={view.id: approvers})
+    return replace(view, approvers=approvers)
+
+
+async def _remove(uow: AbstractUnitOfWork, request_id: str, why: str) -> None:
+    """Remove a request nobody was told of, saying why in the audit log (which keeps its entry of the request's
+    making). Tried three times: left stored, its notices would go out when their lease runs out."""
+    for attempt in range(1, 4):
+        try:
+            async with uow:
+                await uow.requests.remove(request_id)
+                await uow.audit.record(
+                    action="request.removed", actor_id=None, request_id=request_id, at=utcnow(), details={"why": why}
+                )
+                await uow.commit()
+            return
+        except Exception:
+            log.exception("removing %s (its approvers failed their check) failed, attempt %d of 3", request_id, attempt)
+            if attempt == 3:
+                raise
+            await asyncio.sleep(0.1 * attempt)
+
+
+async def _settled(task: asyncio.Future[T]) -> T | None:
+    """What ``task`` returns, or None if it fails."""
+    try:
+        return await task
+    except Exception:
+        return None
 
 
 async def approve(

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -32,6 +34,7 @@ from bot.adapters.repository import (
     SqlRequestRepository,
 )
 from bot.domain.events import Event
+from bot.domain.values import Approver
 from bot.service_layer import notices
 from bot.service_layer.results import RequestView
 
@@ -45,7 +48,17 @@ class Handover(Protocol):
     name: str
     lease: timedelta
 
-    def handed(self, leased: list[Claimed], views: dict[str, RequestView], *, others: bool) -> None: ...
+    def handed(
+        self,
+        leased: list[Claimed],
+        views: dict[str, RequestView],
+        *,
+        others: bool,
+        since: float | None = None,
+        names: Mapping[str, tuple[Approver, ...]] | None = None,
+    ) -> None:
+        """``since``: when their lease began (``time.monotonic()``), if not now. ``names``: approvers' names learnt
+        after their requests were stored, for the dispatcher to record with its next bookkeeping."""
 
 
 class AbstractUnitOfWork(abc.ABC):
@@ -62,6 +75,9 @@ class AbstractUnitOfWork(abc.ABC):
         self._handover = handover
         self._queued: list[Claimed] = []
         self._read_only = False
+        self._withholding = False
+        self._withheld: Callable[..., None] | None = None
+        self._withheld_since = 0.0
 
     def reading(self) -> Self:
         """Use as ``async with uow.reading():`` for a unit that only reads: on SQLite it neither waits for nor
@@ -69,6 +85,27 @@ class AbstractUnitOfWork(abc.ABC):
         if self._depth == 0:
             self._read_only = True
         return self
+
+    def withholding(self) -> Self:
+        """Use as ``async with uow.withholding():`` for a unit whose notices must not go out yet: after its commit
+        they wait, leased to this process, until ``hand_over()`` (or, if this process dies first, until their
+        lease runs out and a dispatcher claims them)."""
+        self._withholding = True
+        return self
+
+    def hand_over(self, names: Mapping[str, tuple[Approver, ...]] | None = None) -> None:
+        """Hand over the notices a ``withholding`` unit queued (nothing if it committed none), and ``names``, the
+        names of its requests' approvers to record meanwhile."""
+        withheld, self._withheld = self._withheld, None
+        if withheld is not None:
+            withheld(since=self._withheld_since, names=names)
+        elif names and self._handover is not None:
+            self._handover.handed([], {}, others=False, names=names)
+
+    @property
+    def lease(self) -> timedelta | None:
+        """How long the notices a unit queues are leased to this process's dispatcher; None: they are not."""
+        return None if self._handover is None else self._handover.lease
 
     async def __aenter__(self) -> Self:
         self._depth += 1
@@ -84,6 +121,7 @@ class AbstractUnitOfWork(abc.ABC):
         self._depth -= 1
         if self._depth > 0:
             return  # the outermost unit decides
+        self._withholding = False
         try:
             if not self._committed:
                 await self._rollback()
@@ -117,7 +155,11 @@ class AbstractUnitOfWork(abc.ABC):
             leased = [c for c in self._queued if c.claims]
             seen = self.requests.seen
             views = {c.request_id: RequestView.of(seen[c.request_id]) for c in leased if c.request_id in seen}
-            self._handover.handed(leased, views, others=len(leased) < len(self._queued))
+            handed = partial(self._handover.handed, leased, views, others=len(leased) < len(self._queued))
+            if self._withholding:
+                self._withheld, self._withheld_since = handed, time.monotonic()
+            else:
+                handed()
 
     async def queue(self, notice: notices.Notice) -> None:
         """Queue a notice not tied to an event (e.g. a confirmation by message)."""

@@ -1,4 +1,5 @@
-"""Approvers named in Slack, checked with users.info before anything is stored."""
+"""Approvers named in Slack, checked with users.info: before anything is stored (the form), or while the request is
+stored, nobody told of it until they pass (the slash command: ``services.create_request_while_checking``)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import time
 import uuid
 from bisect import insort
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from heapq import heappop, heappush
 from operator import attrgetter
@@ -33,7 +33,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.outbox import UPDATES, Claimed
-from bot.domain.values import Status
+from bot.domain.values import Approver, Status
 from bot.service_layer import delivery
 from bot.service_layer import notices as n
 from bot.service_layer.results import RequestView
@@ -164,6 +164,7 @@ class Dispatcher:
         self._delivered: list[delivery.Delivery] = []
         self._superseded: list[Claimed] = []
         self._released: list[Claimed] = []
+        self._naming: dict[str, tuple[Approver, ...]] = {}  # approvers' names learnt after their request was stored
         self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
 
@@ -182,18 +183,29 @@ class Dispatcher:
 
     # -- notices in ---------------------------------------------------------------------------------------------
 
-    def handed(self, leased: list[Claimed], views: dict[str, RequestView], *, others: bool) -> None:
+    def handed(
+        self,
+        leased: list[Claimed],
+        views: dict[str, RequestView],
+        *,
+        others: bool,
+        since: float | None = None,
+        names: Mapping[str, tuple[Approver, ...]] | None = None,
+    ) -> None:
         """A unit of work committed notices leased to this dispatcher (``Handover``)."""
         for view in views.values():
             self._see(view, {})
+        if names:
+            self._naming.update(names)
+            self._schedule_flush()
         for notice in leased:
-            self._hold(notice)
+            self._hold(notice, since)
         self._claim_now |= others
         if any(notice.action == n.POST_DM for notice in leased):
             self._start_ready()  # an approver's DM: started now, not after the loop's next turn
         self._wake.set()
 
-    def _hold(self, notice: Claimed) -> None:
+    def _hold(self, notice: Claimed, leased_at: float | None = None) -> None:
         if notice.id in self._held:
             return  # held already (claimed again by this process's sweep): delivered once, by the first
         key = (notice.request_id, notice.target)
@@ -204,7 +216,8 @@ class Dispatcher:
             self._schedule_flush()
             return
         self._came[notice.id] = time.monotonic()
-        self._held[notice.id] = self._came[notice.id] + self.lease.total_seconds() / 2
+        leased_at = self._came[notice.id] if leased_at is None else leased_at
+        self._held[notice.id] = leased_at + self.lease.total_seconds() / 2
         rid = notice.request_id
         if rid not in self._owed:
             self._recent.pop(rid, None)  # kept until its last notice here is done
@@ -459,14 +472,14 @@ class Dispatcher:
         of 0.57. 200 ms rather than 50 (2026-11-28, alternating, 3 rounds at 5 in flight on PostgreSQL): its CPU per
         flow 4.43 -> 3.83-3.93 ms, both DMs 1.45x -> 1.34x and 1.39x -> 1.33x the baseline; 500 ms saved little more
         (3.80) and makes each recording a longer statement; a crash leaves more deliveries to look for in Slack."""
-        if not (self._delivered or self._superseded or self._released):
+        if not (self._delivered or self._superseded or self._released or self._naming):
             return
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_after_pause(), name="outbox-flush")
 
     async def _flush_after_pause(self) -> None:
         # What is done while a flush is recording goes into the next one: no other flush is scheduled meanwhile.
-        while self._delivered or self._superseded or self._released:
+        while self._delivered or self._superseded or self._released or self._naming:
             await asyncio.sleep(self.flush_pause)
             try:
                 await self._flush()
@@ -479,10 +492,13 @@ class Dispatcher:
             done, self._delivered = self._delivered, []
             superseded, self._superseded = self._superseded, []
             released, self._released = self._released, []
+            names, self._naming = self._naming, {}
             if done or superseded or released:
                 await delivery.notices_delivered(
                     uow=self.uow(), deliveries=done, superseded=superseded, released=released
                 )
+            if names:  # a unit of their own: with the deliveries', that one statement would be four round trips
+                await delivery.name_approvers(uow=self.uow(), names=names)
             if any(d.notice.maybe_delivered_before for d in done):
                 self._claim_soon()  # a recovered notice is recorded: the next of its message may wait in the database
 

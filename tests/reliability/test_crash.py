@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from bot.adapters.db import Database
 from bot.domain.values import Status, Verdict
@@ -125,14 +128,7 @@ async def test_a_post_still_in_flight_when_the_bot_is_killed_is_not_posted_again
                 await asyncio.sleep(0.02)
             await bot.kill()  # Alice's DM is in flight at Slack
             await bot.start()
-            for _ in range(300):
-                if slack.dm_about("UALICE", rid) and slack.dm_about("UBOB", rid) and slack.channel_messages("CNOTIFY"):
-                    break
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(4)  # anything posted twice has been posted by now
-            assert [rid in m.text for m in slack.dms("UALICE")] == [True]
-            assert [rid in m.text for m in slack.dms("UBOB")] == [True]
-            assert [rid in m.text for m in slack.channel_messages("CNOTIFY")] == [True]
+            await _posted_once(slack, rid, settle=4)  # anything posted twice has been posted 4 s later
             looked = [p.get("channel") for m, p in slack.calls if m == "conversations.history"]
             assert "DUALICE" in looked  # the restarted bot looked for Alice's DM before posting it
         finally:
@@ -189,3 +185,53 @@ async def test_a_posted_and_updated_message_whose_post_was_not_recorded_is_found
         finally:
             await second.stop()
             await slack.close_http()
+
+
+async def test_a_request_stored_while_its_approvers_were_checked_goes_out_after_a_kill(tmp_path: Path) -> None:
+    """The bot is killed after storing a request and before Slack said who its approvers are: the person got no
+    answer. After the restart its DMs go out once (when the killed run's notices are taken back, SLACK_TIMEOUT
+    after the start), as for any request stored just before a crash; its approvers keep their ids, unnamed."""
+    database = tmp_path / "checking.db"
+    async with FakeSlack() as slack:
+        bot = BotProcess(slack, sqlite_url(database), tmp_path, SLACK_TIMEOUT="1", OUTBOX_LEASE_SECONDS="8")
+        slack.bot_url = bot.url
+        await bot.start()
+        try:
+            slack.inject("users.info", Fault.latency(1.5), Fault.latency(1.5))  # the check takes 1.5 s
+            asking = asyncio.ensure_future(slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident 8"))
+            stored: list[tuple[str, str]] = []
+            for _ in range(200):
+                stored = _rows(database, "SELECT id, status FROM access_requests")
+                if stored:
+                    break
+                await asyncio.sleep(0.01)
+            await bot.kill()  # stored, its approvers still being checked
+            with pytest.raises(aiohttp.ClientError):
+                await asyncio.wait_for(asking, 5)  # the person got no answer: Slack shows its error
+            assert slack.calls_to("chat.postMessage") == []
+            [(rid, status)] = stored
+            await bot.start()
+            await _posted_once(slack, rid, settle=1.5)
+            assert status == "PENDING"
+            named = _rows(database, "SELECT user_id, display_name FROM request_approvers ORDER BY position")
+            assert named == [("UALICE", ""), ("UBOB", "")]
+        finally:
+            await bot.stop()
+            await slack.close_http()
+
+
+async def _posted_once(slack: FakeSlack, rid: str, *, settle: float) -> None:
+    """Wait for both DMs and the channel message of ``rid``, then ``settle`` seconds more: each was posted once."""
+    for _ in range(300):
+        if slack.dm_about("UALICE", rid) and slack.dm_about("UBOB", rid) and slack.channel_messages("CNOTIFY"):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(settle)
+    assert [rid in m.text for m in slack.dms("UALICE")] == [True]
+    assert [rid in m.text for m in slack.dms("UBOB")] == [True]
+    assert [rid in m.text for m in slack.channel_messages("CNOTIFY")] == [True]
+
+
+def _rows(database: Path, query: str) -> list[tuple[str, str]]:
+    with closing(sqlite3.connect(database)) as conn:
+        return [tuple(row) for row in conn.execute(query)]

@@ -8,6 +8,7 @@ import pytest
 
 from bot.service_layer import delivery, services
 from bot.testing import Fault, text_of
+from tests.databases import audit_entries, rows_about_requests
 from tests.slack.conftest import World, eventually
 
 CASES = [
@@ -97,3 +98,19 @@ async def test_unreachable_approver_and_channel_are_explained_to_the_requester(w
     assert page.total == 1 and page.items[0].status.value == "PENDING"
     failed = await delivery.outbox_entries(uow=world.bot.db.uow())
     assert sorted(e.last_error or "" for e in failed) == ["not_in_channel", "user_not_found"]
+
+
+async def test_a_request_refused_for_what_slack_says_of_an_approver_is_removed_before_anyone_is_told(
+    world: World,
+) -> None:
+    """The request is stored while Slack is asked about its approvers; when one of them cannot approve, it is
+    removed before anybody is told of it: no message is ever posted, and only its audit entries stay, saying why."""
+    await world.slack.slash("UREQ", "prod-db <@UALICE> <@UOTHERBOT> why")
+    says = "<@UOTHERBOT> is an app, not a person: approvers must be people."
+    assert says in world.slack.last_ephemeral("UREQ")
+    await asyncio.sleep(0.5)
+    assert world.slack.calls_to("chat.postMessage") == []
+    assert set((await rows_about_requests(world.bot.db.engine)).values()) == {0}
+    audit = await audit_entries(world.bot.db.engine)
+    assert [action for action, _ in audit] == ["request.created", "request.removed"]
+    assert audit[1][1] == {"why": says}

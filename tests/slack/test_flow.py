@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import sqlalchemy as sa
+
 from bot.testing import text_of
 from tests.slack.conftest import World, eventually
 
@@ -88,3 +92,22 @@ async def test_a_request_whose_text_says_payload_is_taken_like_any_other(world: 
     assert "Request " in confirmation and "*payload-api*" in confirmation
     await eventually(lambda: len(slack.dms("UALICE")) == 1 and len(slack.dms("UBOB")) == 1)
     assert "deploy the payload &amp; check &lt;it&gt;" in dm_text(world, "UALICE")
+
+
+async def test_the_approvers_are_recorded_with_the_names_and_emails_slack_gives(world: World) -> None:
+    await world.slack.slash("UREQ", REQUEST)
+    request_id = world.slack.last_ephemeral("UREQ").split("Request ")[1].split(" ")[0]
+    query = sa.text(
+        "SELECT user_id, display_name, email FROM request_approvers WHERE request_id = :rid ORDER BY position"
+    )
+
+    async def recorded() -> list[tuple[str, str, str | None]]:
+        async with world.bot.db.engine.connect() as conn:
+            return [tuple(row) for row in await conn.execute(query, {"rid": request_id})]
+
+    expected = [("UALICE", "alice", "alice@example.com"), ("UBOB", "bob", "bob@example.com")]
+    for _ in range(100):
+        if await recorded() == expected:
+            break
+        await asyncio.sleep(0.02)
+    assert await recorded() == expected

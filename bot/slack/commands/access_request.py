@@ -71,16 +71,18 @@ async def _create(
     respond: AsyncRespond,
 ) -> None:
     async def store() -> RequestView:
-        approvers = await resolve_approvers(
-            client, parsed.approver_ids, requester_id=command["user_id"], required=deps.policy.approvers
-        )
-        return await services.create_request(
+        # Stored while Slack is asked who the approvers are (the longer of two round trips instead of both):
+        # nobody is told of it unless they are people who can approve it, and it is removed if not.
+        return await services.create_request_while_checking(
             uow=deps.uow(),
+            approver_ids=parsed.approver_ids,
+            check=resolve_approvers(
+                client, parsed.approver_ids, requester_id=command["user_id"], required=deps.policy.approvers
+            ),
             requester_id=command["user_id"],
             requester_name=command.get("user_name", ""),
             resource=parsed.resource,
             justification=parsed.justification,
-            approvers=approvers,
             duration_minutes=parsed.duration_minutes,
             policy=deps.policy,
         )
@@ -107,9 +109,9 @@ async def _create(
         timer.cancel()
     if working is None:
         await ack(**reply(b.confirmation(view)))
-        return
-    await working
-    await respond(**reply(b.confirmation(view)), response_type="ephemeral", replace_original=False)
+    else:
+        await working
+        await respond(**reply(b.confirmation(view)), response_type="ephemeral", replace_original=False)
 
 
 async def _visible(deps: Deps, user: str, request_id: str) -> RequestView:
