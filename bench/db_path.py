@@ -30,7 +30,9 @@ async def _requests(db: Database, n: int) -> list[str]:
             requester_id=f"UREQ{i % 50}",
             resource=f"db-{i}",
             justification="benchmark",
-            approvers=[Approver("UALICE"), Approver("UBOB")],
+            # Named, as the bot's are once Slack has said who they are: a process keeps named approvers in memory
+            # (unnamed ones, still being checked, it reads with the request), and the raw side's SQL assumes so.
+            approvers=[Approver("UALICE", "Alice"), Approver("UBOB", "Bob")],
             policy=POLICY,
         )
         ids.append(view.id)
