@@ -26,7 +26,7 @@ STEPS = (
     ("arrived", "the slash command reaches the app (Bolt's dispatch)"),
     ("users_info_sent", "its first users.info call starts"),
     ("users_info_back", "its last users.info call has its answer"),
-    ("stored", "the bot has stored the request (its DMs are handed over)"),
+    ("stored", "the bot has stored and checked it (DMs handed over)"),
     ("dm1_started", "the first DM's delivery starts (the bot's dispatcher)"),
     ("dm1_call", "the first DM is handed to slack_sdk"),
     ("dm1_written", "its request is written to the socket"),
