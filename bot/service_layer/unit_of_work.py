@@ -49,16 +49,13 @@ class Handover(Protocol):
     lease: timedelta
 
     def handed(
-        self,
-        leased: list[Claimed],
-        views: dict[str, RequestView],
-        *,
-        others: bool,
-        since: float | None = None,
-        names: Mapping[str, tuple[Approver, ...]] | None = None,
+        self, leased: list[Claimed], views: dict[str, RequestView], *, others: bool, since: float | None = None
     ) -> None:
-        """``since``: when their lease began (``time.monotonic()``), if not now. ``names``: approvers' names learnt
-        after their requests were stored, for the dispatcher to record with its next bookkeeping."""
+        """``since``: when their lease began (``time.monotonic()``), if not now."""
+
+    def name_later(self, names: Mapping[str, tuple[Approver, ...]]) -> None:
+        """Approvers' names learnt after their requests were stored, by request id: recorded with the dispatcher's
+        next bookkeeping."""
 
 
 class AbstractUnitOfWork(abc.ABC):
@@ -76,8 +73,7 @@ class AbstractUnitOfWork(abc.ABC):
         self._queued: list[Claimed] = []
         self._read_only = False
         self._withholding = False
-        self._withheld: Callable[..., None] | None = None
-        self._withheld_since = 0.0
+        self._withheld: Callable[[], None] | None = None
 
     def reading(self) -> Self:
         """Use as ``async with uow.reading():`` for a unit that only reads: on SQLite it neither waits for nor
@@ -98,9 +94,9 @@ class AbstractUnitOfWork(abc.ABC):
         names of its requests' approvers to record meanwhile."""
         withheld, self._withheld = self._withheld, None
         if withheld is not None:
-            withheld(since=self._withheld_since, names=names)
-        elif names and self._handover is not None:
-            self._handover.handed([], {}, others=False, names=names)
+            withheld()
+        if names and self._handover is not None:
+            self._handover.name_later(names)
 
     @property
     def lease(self) -> timedelta | None:
@@ -155,9 +151,10 @@ class AbstractUnitOfWork(abc.ABC):
             leased = [c for c in self._queued if c.claims]
             seen = self.requests.seen
             views = {c.request_id: RequestView.of(seen[c.request_id]) for c in leased if c.request_id in seen}
-            handed = partial(self._handover.handed, leased, views, others=len(leased) < len(self._queued))
+            others = len(leased) < len(self._queued)
+            handed = partial(self._handover.handed, leased, views, others=others, since=time.monotonic())
             if self._withholding:
-                self._withheld, self._withheld_since = handed, time.monotonic()
+                self._withheld = handed
             else:
                 handed()
 

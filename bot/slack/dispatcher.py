@@ -184,26 +184,22 @@ class Dispatcher:
     # -- notices in ---------------------------------------------------------------------------------------------
 
     def handed(
-        self,
-        leased: list[Claimed],
-        views: dict[str, RequestView],
-        *,
-        others: bool,
-        since: float | None = None,
-        names: Mapping[str, tuple[Approver, ...]] | None = None,
+        self, leased: list[Claimed], views: dict[str, RequestView], *, others: bool, since: float | None = None
     ) -> None:
         """A unit of work committed notices leased to this dispatcher (``Handover``)."""
         for view in views.values():
             self._see(view, {})
-        if names:
-            self._naming.update(names)
-            self._schedule_flush()
         for notice in leased:
             self._hold(notice, since)
         self._claim_now |= others
         if any(notice.action == n.POST_DM for notice in leased):
             self._start_ready()  # an approver's DM: started now, not after the loop's next turn
         self._wake.set()
+
+    def name_later(self, names: Mapping[str, tuple[Approver, ...]]) -> None:
+        """Approvers' names to record with the next bookkeeping (``Handover``)."""
+        self._naming.update(names)
+        self._schedule_flush()
 
     def _hold(self, notice: Claimed, leased_at: float | None = None) -> None:
         if notice.id in self._held:
@@ -472,20 +468,23 @@ class Dispatcher:
         of 0.57. 200 ms rather than 50 (2026-11-28, alternating, 3 rounds at 5 in flight on PostgreSQL): its CPU per
         flow 4.43 -> 3.83-3.93 ms, both DMs 1.45x -> 1.34x and 1.39x -> 1.33x the baseline; 500 ms saved little more
         (3.80) and makes each recording a longer statement; a crash leaves more deliveries to look for in Slack."""
-        if not (self._delivered or self._superseded or self._released or self._naming):
+        if not self._unrecorded():
             return
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_after_pause(), name="outbox-flush")
 
     async def _flush_after_pause(self) -> None:
         # What is done while a flush is recording goes into the next one: no other flush is scheduled meanwhile.
-        while self._delivered or self._superseded or self._released or self._naming:
+        while self._unrecorded():
             await asyncio.sleep(self.flush_pause)
             try:
                 await self._flush()
             except Exception:  # the notices stay leased; their next attempt finds the posted messages
                 log.exception("outbox: recording deliveries failed")
                 return
+
+    def _unrecorded(self) -> bool:
+        return bool(self._delivered or self._superseded or self._released or self._naming)
 
     async def _flush(self) -> None:
         async with self._flush_lock:

@@ -37,16 +37,13 @@ class Recorder:
         self.handed_over: list[tuple[list[Claimed], dict[str, RequestView], bool]] = []
 
     def handed(
-        self,
-        leased: list[Claimed],
-        views: dict[str, RequestView],
-        *,
-        others: bool,
-        since: float | None = None,
-        names: Mapping[str, tuple[Approver, ...]] | None = None,
+        self, leased: list[Claimed], views: dict[str, RequestView], *, others: bool, since: float | None = None
     ) -> None:
         self.handed_over.append((leased, views, others))
-        self.since, self.names = since, names
+        self.since = since
+
+    def name_later(self, names: Mapping[str, tuple[Approver, ...]]) -> None:
+        self.names = names
 
 
 async def _rows(db: Database, request_id: str) -> dict[str, tuple[str | None, int, str]]:
