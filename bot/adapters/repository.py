@@ -63,6 +63,24 @@ _GET_LOCKED = _GET.add_columns(
 # row). The decision is written by one statement that commits on its own (``_decision_if_unchanged``).
 _VERSION = sa.cast(sa.literal_column(f"{REQUESTS.name}.xmin"), sa.Text)
 _GET_VERSIONED = _GET.add_columns(_VERSION.label("version"))
+# The same with the request's approvers (user id, name, email, by position) as one array, for a request whose
+# approvers the process does not keep yet: the decision's read stays one round trip.
+_APPROVERS_ARRAY = (
+    sa.select(
+        sa.func.array_agg(
+            postgresql.aggregate_order_by(
+                postgresql.array([APPROVERS.c.user_id, APPROVERS.c.display_name, APPROVERS.c.email]),
+                APPROVERS.c.position,
+            )
+        )
+    )
+    .where(APPROVERS.c.request_id == REQUESTS.c.id)
+    .correlate(REQUESTS)
+    .scalar_subquery()
+)
+_GET_VERSIONED_NAMING = _GET_VERSIONED.add_columns(
+    sa.type_coerce(_APPROVERS_ARRAY, sa.types.NullType).label("approvers")
+)
 # PostgreSQL, storing a new request: inserted only while its requester has fewer open requests than the limit.
 _NEW_REQUEST = tuple(REQUESTS.c.keys())  # all of its columns, as a new request's row has them
 _OPEN_NOW = (
@@ -490,11 +508,13 @@ class SqlRequestRepository(AbstractRequestRepository):
             return await self._get(request_id, for_update=True)  # a writing unit holds SQLite's lock already
         # Read without a lock: no BEGIN, and the decision's statement (``save``) commits on its own; two round
         # trips for a decision instead of four (BEGIN, locking read, writes, COMMIT).
-        rows = await self.sql.rows(_GET_VERSIONED, {"b_id": request_id})
+        naming = request_id not in _NAMED
+        rows = await self.sql.rows(_GET_VERSIONED_NAMING if naming else _GET_VERSIONED, {"b_id": request_id})
         if not rows:
             return None
         self._versions[request_id] = rows[0].version
-        return (await self._hydrate(rows[:1], {request_id: _decided(rows)}))[0]
+        approvers = {request_id: tuple(Approver(*a) for a in rows[0].approvers or ())} if naming else None
+        return (await self._hydrate(rows[:1], {request_id: _decided(rows)}, approvers))[0]
 
     def lost_race(self, exc: BaseException) -> bool:
         if not self._writing_if_unchanged or not isinstance(exc, DBAPIError):
@@ -625,15 +645,22 @@ class SqlRequestRepository(AbstractRequestRepository):
             await self.sql.execute(statement, {"b_id": request_id})
 
     async def _hydrate(
-        self, rows: Sequence[Any], decided: dict[str, list[_Decided]] | None = None
+        self,
+        rows: Sequence[Any],
+        decided: dict[str, list[_Decided]] | None = None,
+        approvers: dict[str, tuple[Approver, ...]] | None = None,
     ) -> list[AccessRequest]:
-        """Requests from their rows; their decisions are read unless ``decided`` has them."""
+        """Requests from their rows; their decisions are read unless ``decided`` has them, their approvers unless
+        the process keeps them or ``approvers`` has them."""
         ids = [r.id for r in rows]
         if not ids:
             return []
         decisions: dict[str, list[Any]] = defaultdict(list, decided or {})
         dialect = self.session.get_bind().dialect.name
         named = {i: _NAMED[i] for i in ids if i in _NAMED}
+        for rid, read in (approvers or {}).items():
+            named[rid] = read
+            _remember_named(rid, read)
         unknown = [i for i in ids if i not in named]
         approvers_of: dict[str, list[Approver]] = defaultdict(list)
         if decided is None:  # the decisions, and the approvers not kept, in one statement

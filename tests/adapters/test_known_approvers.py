@@ -3,8 +3,11 @@ forgets, every request loads with its own approvers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from bot.adapters import driver as driver_module
 from bot.adapters import repository
 from bot.adapters.db import Database
 from bot.domain.values import Approver
@@ -55,3 +58,32 @@ async def test_a_list_read_in_one_statement_has_each_requests_approvers_and_deci
         assert (v.approvers, v.decisions, v.status) == (expected.approvers, expected.decisions, expected.status)
     assert [d.approver_id for d in one_by_one[made[1]].decisions] == ["UB1", "UA1"]  # in the order made
     assert one_by_one[made[2]].decisions[0].reason == "not <on> call & no"
+
+
+async def test_a_decision_on_a_request_whose_approvers_are_not_kept_reads_them_with_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that does not keep a request's approvers yet (just started, or they were unnamed when stored)
+    decides with the approvers read from the database; on PostgreSQL in the same statement as the request."""
+    approvers = [Approver("UA", "A a"), Approver("UB", "", "b@example.com")]  # Bob not named (yet)
+    view = await services.create_request(
+        uow=db.uow(), requester_id="UREQ", resource="db", justification="why", approvers=approvers
+    )
+    sent: list[str] = []
+    run = driver_module._run
+
+    async def counted(connection: Any, dialect: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(sql)
+        return await run(connection, dialect, sql, *args, **kwargs)
+
+    monkeypatch.setattr(driver_module, "_run", counted)
+    for approver in ("UB", "UA"):
+        repository._NAMED.clear()
+        sent.clear()
+        result = await services.approve(uow=db.uow(), request_id=view.id, approver_id=approver)
+        assert result.request.approvers == tuple(approvers)
+        reads = [sql for sql in sent if sql.lstrip().startswith("SELECT")]
+        if db.engine.dialect.name == "postgresql":
+            assert len(reads) == 1 and "request_approvers" in reads[0]
+    assert result.request.status.value == "APPROVED"
+    assert view.id not in repository._NAMED  # Bob has no name yet: not kept, read again next time
