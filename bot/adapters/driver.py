@@ -177,7 +177,8 @@ def _touches(statement: Any) -> frozenset[str]:
     found = _TOUCHES.get(id(statement))
     if found is None:
         tables = find_tables(statement, include_crud=True, check_columns=True)
-        found = _TOUCHES[id(statement)] = frozenset(str(getattr(t, "name", "")) for t in tables)
+        # (A literal column, such as ``xmin``, comes with a table of no name: not a table.)
+        found = _TOUCHES[id(statement)] = frozenset(n for t in tables if (n := str(getattr(t, "name", ""))))
     return found
 
 

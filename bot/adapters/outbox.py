@@ -197,11 +197,11 @@ def _insert_new(dialect: str, checked: tuple[bool, ...]) -> Any:
                 row.update(_lease_unless_waiting(i))
             rows.append(row)
         insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        returning: list[Any] = [OUTBOX.c.id, OUTBOX.c.dedupe_key, OUTBOX.c.claims]
+        if dialect == "postgresql":  # and the transaction that wrote them (``written_in``)
+            returning.append(sa.cast(sa.literal_column(f"{OUTBOX.name}.xmin"), sa.Text).label("written_in"))
         statement = _INSERTS[(dialect, checked)] = (
-            insert(OUTBOX)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(OUTBOX.c.id, OUTBOX.c.dedupe_key, OUTBOX.c.claims)
+            insert(OUTBOX).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(*returning)
         )
     return statement
 
@@ -230,6 +230,10 @@ _FINISH_MANY = (
 
 
 class AbstractOutbox(abc.ABC):
+    # The id of the transaction that queued the unit's notices, when the database tells it (PostgreSQL: their rows'
+    # ``xmin``): the version every row the unit wrote takes as it commits.
+    written_in: str | None = None
+
     @abc.abstractmethod
     async def add_many(
         self, notices: list[Notice], *, at: datetime, lease: Lease | None = None, fresh: Set[str] = frozenset()
@@ -309,7 +313,10 @@ class SqlOutbox(AbstractOutbox):
                 )
             params.update({f"{column}_r{i}": value for column, value in row.items()})
         insert = _insert_new(self.session.get_bind().dialect.name, checked)
-        new = {r.dedupe_key: (r.id, r.claims) for r in await self.sql.rows(insert, params)}
+        rows = await self.sql.rows(insert, params)
+        new = {r.dedupe_key: (r.id, r.claims) for r in rows}
+        if rows and hasattr(rows[0], "written_in"):
+            self.written_in = rows[0].written_in
         return [
             Claimed.queued(n, new[n.dedupe_key][0], claims=new[n.dedupe_key][1], at=at)
             for n in notices

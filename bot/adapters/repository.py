@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -305,6 +305,22 @@ def _remember_named(request_id: str, approvers: tuple[Approver, ...]) -> None:
         _NAMED.popitem(last=False)
 
 
+# PostgreSQL: pending requests as this process last wrote them, by id, with the version their rows took (the id of
+# the transaction that wrote them, ``xmin``, learnt from the same transaction's notices: ``SqlOutbox.written_in``).
+# A decision starts from one instead of reading its row: its write is made only if the row is still that version
+# (``_decision_if_unchanged``), else nothing is written and the unit runs again, reading the row. Taken out when
+# used: a unit that fails leaves nothing behind.
+_WRITTEN: OrderedDict[str, tuple[str, AccessRequest]] = OrderedDict()
+_WRITTEN_KEPT = 1000
+
+
+def _keep_written(request: AccessRequest, version: str) -> None:
+    _WRITTEN[request.id] = (version, replace(request, decisions=list(request.decisions), events=[]))
+    _WRITTEN.move_to_end(request.id)
+    while len(_WRITTEN) > _WRITTEN_KEPT:
+        _WRITTEN.popitem(last=False)
+
+
 class _Decided(NamedTuple):
     """A decision's columns, as read along with its request."""
 
@@ -359,6 +375,9 @@ class AbstractRequestRepository(abc.ABC):
         lock where ``save`` then writes only if nobody changed the request meanwhile (else the unit's commit raises
         ``ConcurrentUpdate``, and the unit is run again)."""
         return self._remember(await self._get_for_decision(request_id))
+
+    def committed(self, version: str | None) -> None:  # noqa: B027 (a hook; only PostgreSQL's repository needs it)
+        """The unit committed; ``version``: the id of its transaction, when known (PostgreSQL)."""
 
     def lost_race(self, exc: BaseException) -> bool:
         """Whether ``exc``, raised by the unit's commit, says that a request read by ``for_decision`` was changed by
@@ -447,6 +466,7 @@ class SqlRequestRepository(AbstractRequestRepository):
         self._locked: set[str] = set()  # requests whose row this unit locked as it read them (PostgreSQL)
         self._versions: dict[str, str] = {}  # versions of the rows read by ``for_decision`` (PostgreSQL)
         self._writing_if_unchanged = False  # a decision rides with the unit's last statement, if unchanged
+        self._written: list[str] = []  # requests this unit stored or decided (PostgreSQL): kept once it commits
 
     async def _add(self, request: AccessRequest, idempotency_key: str | None, open_limit: int | None) -> None:
         # The row and its approvers are written with the unit's next statement (on PostgreSQL inside it: the
@@ -497,6 +517,7 @@ class SqlRequestRepository(AbstractRequestRepository):
             )
         self._loaded[request.id] = (request.status, len(request.decisions))
         _remember_named(request.id, request.approvers)
+        self._written.append(request.id)
 
     async def by_idempotency_key(self, key: str) -> AccessRequest | None:
         rows = (await self.session.execute(sa.select(REQUESTS).where(REQUESTS.c.idempotency_key == key))).all()
@@ -508,6 +529,12 @@ class SqlRequestRepository(AbstractRequestRepository):
             return await self._get(request_id, for_update=True)  # a writing unit holds SQLite's lock already
         # Read without a lock: no BEGIN, and the decision's statement (``save``) commits on its own; two round
         # trips for a decision instead of four (BEGIN, locking read, writes, COMMIT).
+        written = _WRITTEN.pop(request_id, None)
+        if written is not None:  # as this process last wrote it: no read at all (``_WRITTEN``)
+            version, request = written
+            self._versions[request_id] = version
+            self._loaded[request_id] = (request.status, len(request.decisions))
+            return replace(request, decisions=list(request.decisions), events=[])
         naming = request_id not in _NAMED
         rows = await self.sql.rows(_GET_VERSIONED_NAMING if naming else _GET_VERSIONED, {"b_id": request_id})
         if not rows:
@@ -544,7 +571,16 @@ class SqlRequestRepository(AbstractRequestRepository):
             return []
         return await self._hydrate(await self.sql.rows(_BY_IDS, {"ids": list(request_ids)}))
 
+    def committed(self, version: str | None) -> None:
+        if version is None:
+            return
+        for request_id in self._written:
+            request = self.seen[request_id]
+            if request.status is Status.PENDING:
+                _keep_written(request, version)
+
     async def save(self, request: AccessRequest) -> None:
+        _WRITTEN.pop(request.id, None)
         status, known = self._loaded[request.id]
         new = request.decisions[known:]
         version = self._versions.pop(request.id, None)
@@ -608,6 +644,7 @@ class SqlRequestRepository(AbstractRequestRepository):
         statement = _DECISION_PENDING if request.status is Status.PENDING else _DECISION_CLOSING
         await self.sql.defer_statement(statement, values)
         self._writing_if_unchanged = True
+        self._written.append(request.id)
         self._loaded[request.id] = (request.status, len(request.decisions))
 
     async def find(self, where: RequestFilter, *, limit: int, offset: int = 0) -> list[AccessRequest]:
@@ -638,9 +675,12 @@ class SqlRequestRepository(AbstractRequestRepository):
         await self.sql.execute_many(_NAME_APPROVER, rows)  # on PostgreSQL one round trip for them all
         for rid, approvers in named.items():
             _remember_named(rid, tuple(approvers))
+            if (written := _WRITTEN.get(rid)) is not None:  # as its row is now
+                _WRITTEN[rid] = (written[0], replace(written[1], approvers=tuple(approvers)))
 
     async def remove(self, request_id: str) -> None:
         _NAMED.pop(request_id, None)
+        _WRITTEN.pop(request_id, None)
         for statement in _REMOVE:
             await self.sql.execute(statement, {"b_id": request_id})
 

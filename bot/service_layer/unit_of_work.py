@@ -259,9 +259,10 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         await self.driver.write_deferred(last=True)  # rows no statement took along (e.g. a unit that only audits)
         if self._held is not None:
             await self._finish(commit=True)
-            return
-        await self.session.run_sync(_commit_and_close)
-        self._closed = True
+        else:
+            await self.session.run_sync(_commit_and_close)
+            self._closed = True
+        self.requests.committed(self.outbox.written_in)
 
     async def _rollback(self) -> None:
         if self._closed:

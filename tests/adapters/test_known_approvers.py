@@ -3,11 +3,8 @@ forgets, every request loads with its own approvers."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from bot.adapters import driver as driver_module
 from bot.adapters import repository
 from bot.adapters.db import Database
 from bot.domain.values import Approver
@@ -61,7 +58,7 @@ async def test_a_list_read_in_one_statement_has_each_requests_approvers_and_deci
 
 
 async def test_a_decision_on_a_request_whose_approvers_are_not_kept_reads_them_with_it(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database, sent: list[str]
 ) -> None:
     """A process that does not keep a request's approvers yet (just started, or they were unnamed when stored)
     decides with the approvers read from the database; on PostgreSQL in the same statement as the request."""
@@ -69,16 +66,9 @@ async def test_a_decision_on_a_request_whose_approvers_are_not_kept_reads_them_w
     view = await services.create_request(
         uow=db.uow(), requester_id="UREQ", resource="db", justification="why", approvers=approvers
     )
-    sent: list[str] = []
-    run = driver_module._run
-
-    async def counted(connection: Any, dialect: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
-        sent.append(sql)
-        return await run(connection, dialect, sql, *args, **kwargs)
-
-    monkeypatch.setattr(driver_module, "_run", counted)
     for approver in ("UB", "UA"):
         repository._NAMED.clear()
+        repository._WRITTEN.clear()  # nor the request it wrote (``test_written_requests``)
         sent.clear()
         result = await services.approve(uow=db.uow(), request_id=view.id, approver_id=approver)
         assert result.request.approvers == tuple(approvers)

@@ -1,5 +1,5 @@
 """Slack wants an ack within 3 s; a notice can wait. While a request waits for its ack, the outbox dispatcher
-starts at most ``batch_while_acking`` deliveries at a time (3), and up to ``batch`` (20) otherwise. Of the notices
+starts at most ``batch_while_acking`` deliveries at a time (6), and up to ``batch`` (20) otherwise. Of the notices
 waiting, approvers' DMs go first."""
 
 from __future__ import annotations
