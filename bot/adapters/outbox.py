@@ -312,10 +312,10 @@ class SqlOutbox(AbstractOutbox):
                     claimed_by=None if lease is None else lease.by,
                 )
             params.update({f"{column}_r{i}": value for column, value in row.items()})
-        insert = _insert_new(self.session.get_bind().dialect.name, checked)
-        rows = await self.sql.rows(insert, params)
+        dialect = self.session.get_bind().dialect.name
+        rows = await self.sql.rows(_insert_new(dialect, checked), params)
         new = {r.dedupe_key: (r.id, r.claims) for r in rows}
-        if rows and hasattr(rows[0], "written_in"):
+        if rows and dialect == "postgresql":
             self.written_in = rows[0].written_in
         return [
             Claimed.queued(n, new[n.dedupe_key][0], claims=new[n.dedupe_key][1], at=at)

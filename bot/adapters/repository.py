@@ -531,10 +531,10 @@ class SqlRequestRepository(AbstractRequestRepository):
         # trips for a decision instead of four (BEGIN, locking read, writes, COMMIT).
         written = _WRITTEN.pop(request_id, None)
         if written is not None:  # as this process last wrote it: no read at all (``_WRITTEN``)
-            version, request = written
+            version, request = written  # taken out: this unit's own (``_keep_written`` copied it)
             self._versions[request_id] = version
             self._loaded[request_id] = (request.status, len(request.decisions))
-            return replace(request, decisions=list(request.decisions), events=[])
+            return request
         naming = request_id not in _NAMED
         rows = await self.sql.rows(_GET_VERSIONED_NAMING if naming else _GET_VERSIONED, {"b_id": request_id})
         if not rows:
