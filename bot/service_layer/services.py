@@ -111,6 +111,8 @@ async def create_request_while_checking(
     requester_name: str = "",
     duration_minutes: int | None = None,
     policy: Policy | None = None,
+    known: Sequence[Approver] | None = None,
+    on_stored: Callable[[RequestView], Awaitable[None]] | None = None,
 ) -> RequestView:
     """Store a new request while ``check`` (e.g. Slack's users.info for each approver) finds out whether its
     approvers can approve it: the person waits for the longer of the two, not for both. Its notices wait, leased to
@@ -121,7 +123,12 @@ async def create_request_while_checking(
     The check may take a quarter of the notices' lease: a dispatcher elsewhere must not claim them before it ends.
     If the process dies between storing and checking, the notices go out when their lease runs out, as for any
     request whose answer the person did not get (they see Slack's error and may ask again). Where notices are not
-    leased to this process (no dispatcher here), any dispatcher could claim them at once: the check comes first."""
+    leased to this process (no dispatcher here), any dispatcher could claim them at once: the check comes first.
+
+    ``known``, the approvers as an earlier check found them lately, and ``on_stored``: the stored request is handed to
+    ``on_stored``, with those approvers, as soon as it is stored, without waiting for the check (the person can be
+    answered sooner). The check still decides whether anybody is told of it: a refusal then still removes it; a
+    check that does not answer in time leaves the recent one standing."""
     store = partial(
         create_request,
         requester_id=requester_id,
@@ -135,17 +142,29 @@ async def create_request_while_checking(
     if lease is None:
         return await store(uow=uow, approvers=await check)
     # The check runs here and the store in a task, not the other way round: the check's first call to Slack leaves
-    # at once, and the store starts while it is on its way (a task starts at the event loop's next turn).
+    # at once, and the store starts while it is on its way (a task starts at the event loop's next turn). When the
+    # store is awaited first (``on_stored``), the check is a task too, started first.
+    early = known is not None and on_stored is not None
+    checking: Awaitable[Sequence[Approver]] = asyncio.ensure_future(check) if early else check
     storing = asyncio.ensure_future(store(uow=uow.withholding(), approvers=[Approver(u) for u in approver_ids]))
     try:
+        if known is not None and on_stored is not None:
+            await on_stored(replace(await storing, approvers=tuple(known)))
         try:
             async with asyncio.timeout(lease.total_seconds() / 4):
-                approvers = tuple(await check)
+                approvers = tuple(await checking)
         except TimeoutError:
-            raise errors.CheckTooSlow(CHECK_TOO_SLOW) from None
+            if known is None or on_stored is None:
+                raise errors.CheckTooSlow(CHECK_TOO_SLOW) from None
+            approvers = tuple(known)  # the person was answered: the recent check stands
         if [a.user_id for a in approvers] != list(approver_ids):
             raise ValueError("the check answered for other approvers than the request's")
     except BaseException as failed:
+        if isinstance(checking, asyncio.Future):  # the store failed first: nobody waits for the answer
+            if not checking.done():
+                checking.cancel()
+            elif not checking.cancelled():
+                checking.exception()  # retrieved: moot
         stored = await _settled(storing)
         if stored is not None:
             why = failed.message if isinstance(failed, errors.DomainError) else type(failed).__name__

@@ -1,11 +1,13 @@
-"""What the listeners need, injected once at start: the UoW factory, the policy, the admins."""
+"""What the listeners need, injected once at start: the UoW factory, the policy, the admins, and the approvers
+who passed their check lately."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.domain.values import Policy
 from bot.service_layer.unit_of_work import UnitOfWorkFactory
+from bot.slack.directory import RecentApprovers
 
 
 @dataclass(frozen=True)
@@ -13,3 +15,4 @@ class Deps:
     uow: UnitOfWorkFactory
     policy: Policy
     admins: frozenset[str] = frozenset()
+    recent_approvers: RecentApprovers = field(default_factory=RecentApprovers)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -28,10 +30,48 @@ class SlackUnavailable(DomainError):
     code = "slack_unavailable"
 
 
+class RecentApprovers:
+    """Approvers who passed their users.info check in the last ``ttl`` seconds, in this process (the ``size`` most
+    recent). A slash command naming only such people is confirmed as soon as its request is stored, without waiting
+    for Slack's answers (which cross the internet): the check is still made, and still decides whether anybody is
+    told of the request; one that fails withdraws the request and says why (``commands.access_request``)."""
+
+    def __init__(self, ttl: float = 600.0, size: int = 1000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.size, self.clock = ttl, size, clock
+        self._seen: OrderedDict[str, tuple[float, Approver]] = OrderedDict()
+
+    def remember(self, approvers: Sequence[Approver]) -> None:
+        now = self.clock()
+        for approver in approvers:
+            self._seen[approver.user_id] = (now, approver)
+            self._seen.move_to_end(approver.user_id)
+        while len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+
+    def forget(self, user_id: str) -> None:
+        self._seen.pop(user_id, None)
+
+    def get(self, user_ids: Sequence[str]) -> list[Approver] | None:
+        """All of ``user_ids`` as they passed their check lately, or None if any did not."""
+        now, found = self.clock(), []
+        for user_id in user_ids:
+            seen = self._seen.get(user_id)
+            if seen is None or now - seen[0] > self.ttl:
+                return None
+            found.append(seen[1])
+        return found
+
+
 async def resolve_approvers(
-    client: AsyncWebClient, user_ids: Sequence[str], *, requester_id: str, required: int
+    client: AsyncWebClient,
+    user_ids: Sequence[str],
+    *,
+    requester_id: str,
+    required: int,
+    recent: RecentApprovers | None = None,
 ) -> list[Approver]:
-    """Approvers for ``user_ids``, or InvalidRequest naming the field (``approver_N``) and what to fix."""
+    """Approvers for ``user_ids``, or InvalidRequest naming the field (``approver_N``) and what to fix. ``recent``
+    learns who passed, and forgets who did not."""
     for i, user_id in enumerate(user_ids, start=1):
         if user_id == requester_id:
             raise InvalidRequest("You cannot approve your own request: name two other people.", field=f"approver_{i}")
@@ -44,6 +84,8 @@ async def resolve_approvers(
     approvers = []
     for i, (user_id, user) in enumerate(zip(user_ids, found, strict=True), start=1):
         field = f"approver_{i}"
+        if recent is not None:
+            recent.forget(user_id)  # remembered again below if this user passes
         if user is None:
             raise InvalidRequest(f"I can't find {t.user(user_id)} in this workspace: choose someone else.", field=field)
         if user.get("is_bot") or user.get("is_app_user") or user_id == "USLACKBOT":
@@ -53,6 +95,8 @@ async def resolve_approvers(
         profile = user.get("profile") or {}
         name = profile.get("display_name") or profile.get("real_name") or user.get("real_name") or user.get("name")
         approvers.append(Approver(user_id, str(name or user_id)[:255], profile.get("email")))
+    if recent is not None:
+        recent.remember(approvers)
     return approvers
 
 

@@ -117,7 +117,8 @@ class Dispatcher:
         max_delay: float = 300.0,
         sweep_every: float = 2.0,
         batch: int = 20,
-        batch_while_acking: int = 6,
+        batch_while_acking: int = 3,
+        backlog_places: int = 3,
         flush_pause: float = 0.2,
         remember: int = 500,
         max_lag: float = MAX_LAG,
@@ -128,13 +129,14 @@ class Dispatcher:
         self.sweep_every, self.batch, self.flush_pause, self.remember = sweep_every, batch, flush_pause, remember
         self.max_lag, self.dm_places = max_lag, dm_places
         # Slack gives a request 3 s for its ack; a notice can wait. While requests wait for their ack (counted by
-        # the app's middleware), fewer deliveries are started, so that the acks get the event loop first. Six rather
-        # than three (2026-11-28, alternating, 6 rounds of 300 flows on PostgreSQL): at 20 in flight a flow ends with
-        # the requester's notice, which waited behind a backlog of deliveries, so flows per second 0.67x -> 0.77x the
-        # baseline's (five: 0.74x), acks 0.75x -> 0.86x, both DMs 0.45x -> 0.68x; at 5 in flight acks (0.99x) and
-        # both DMs (1.08x) unchanged. (Three had been chosen over four on a slower VM, acks at 20 in flight 29.4 ->
-        # 24.3 ms; twenty made acks 1.43x the baseline's.)
-        self.batch_while_acking, self.awaiting_ack = batch_while_acking, 0
+        # the app's middleware), fewer deliveries are started, so that the acks get the event loop first: three, and
+        # six under a backlog (``_limit``). Six at all times (2026-11-28, the eleventh session, alternating, 6 rounds of
+        # 300 flows on PostgreSQL on a fast VM): at 20 in flight a flow ends with the requester's notice, which waited
+        # behind a backlog of deliveries, so flows per second 0.67x -> 0.77x the baseline's, acks 0.75x -> 0.86x; at 5
+        # in flight unchanged. But on a slow VM (the twelfth session), at 5 in flight, six kept the slash command's
+        # ack at 1.44-1.50x the baseline's; three there, six under a backlog: 1.23x (5 rounds), and at 20 in flight
+        # flows per second unchanged (0.81x -> 0.82x). (Twenty made acks 1.43x the baseline's.)
+        self.batch_while_acking, self.backlog_places, self.awaiting_ack = batch_while_acking, backlog_places, 0
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = asyncio.Event()
         self._stopping = False
@@ -378,7 +380,14 @@ class Dispatcher:
         await self._flush()
 
     def _limit(self) -> int:
-        return self.batch_while_acking if self.awaiting_ack else self.batch
+        """How many deliveries may be in flight: ``batch``; while requests wait for their acks, ``batch_while_acking``,
+        and ``backlog_places`` more once more than twice that many waited-for messages are ready (a backlog: an
+        approver's DM, an outcome, a clicked DM)."""
+        if not self.awaiting_ack:
+            return self.batch
+        waited_for = len(self._ready_first[0]) + len(self._ready_first[1])
+        backlog = waited_for > 2 * self.batch_while_acking
+        return self.batch_while_acking + (self.backlog_places if backlog else 0)
 
     def _start_ready(self) -> None:
         """Start deliveries of the messages ready, up to the limit: from the loop, and as a unit hands over an

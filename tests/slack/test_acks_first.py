@@ -1,6 +1,6 @@
 """Slack wants an ack within 3 s; a notice can wait. While a request waits for its ack, the outbox dispatcher
-starts at most ``batch_while_acking`` deliveries at a time (6), and up to ``batch`` (20) otherwise. Of the notices
-waiting, approvers' DMs go first."""
+starts at most ``batch_while_acking`` deliveries at a time (3; 6 under a backlog), and up to ``batch`` (20) otherwise.
+Of the notices waiting, approvers' DMs go first."""
 
 from __future__ import annotations
 
@@ -196,3 +196,20 @@ async def test_a_message_nobody_waits_for_still_goes_while_acks_are_always_await
     # can stall (one run of the whole suite had the channel at 0.39 s).
     dms = {r: min(posted[(slack.dm_channel(u).id, r)] for u in ("UALICE", "UBOB")) for r in (first, second)}
     assert started + 0.2 <= channel < dms[first] < dms[second]
+
+
+async def test_more_places_while_acking_once_waited_for_messages_back_up(world: World) -> None:
+    """Three places while acks are awaited; three more once more than six waited-for messages (approvers' DMs,
+    outcomes, clicked DMs) are ready: under a burst they would otherwise back up behind the acks."""
+    dispatcher = world.bot.dispatcher
+    assert dispatcher._limit() == dispatcher.batch == 20
+    dispatcher.awaiting_ack += 1
+    try:
+        waiting = dispatcher._ready_first[0]
+        waiting.extend(("AR-X", f"dm:U{n}") for n in range(6))
+        assert dispatcher._limit() == 3
+        waiting.append(("AR-X", "dm:U6"))
+        assert dispatcher._limit() == 6
+    finally:
+        dispatcher._ready_first[0].clear()
+        dispatcher.awaiting_ack -= 1

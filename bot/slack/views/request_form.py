@@ -40,7 +40,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
 
         async def store() -> RequestView:
-            approvers = await resolve_approvers(client, approver_ids, requester_id=user, required=deps.policy.approvers)
+            approvers = await resolve_approvers(
+                client, approver_ids, requester_id=user, required=deps.policy.approvers, recent=deps.recent_approvers
+            )
             return await services.create_request(
                 uow=deps.uow(),
                 requester_id=user,
