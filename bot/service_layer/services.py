@@ -144,15 +144,16 @@ async def create_request_while_checking(
     # The check runs here and the store in a task, not the other way round: the check's first call to Slack leaves
     # at once, and the store starts while it is on its way (a task starts at the event loop's next turn). When the
     # store is awaited first (``on_stored``), the check is a task too, started first.
-    early = known is not None and on_stored is not None
-    checking: Awaitable[Sequence[Approver]] = asyncio.ensure_future(check) if early else check
+    checking = asyncio.ensure_future(check) if known is not None and on_stored is not None else None
     storing = asyncio.ensure_future(store(uow=uow.withholding(), approvers=[Approver(u) for u in approver_ids]))
     try:
-        if known is not None and on_stored is not None:
-            await on_stored(replace(await storing, approvers=tuple(known)))
+        if checking is not None and known is not None and on_stored is not None:
+            stored_view = await storing
+            if not (checking.done() and not checking.cancelled() and checking.exception() is not None):
+                await on_stored(replace(stored_view, approvers=tuple(known)))  # unless already refused
         try:
             async with asyncio.timeout(lease.total_seconds() / 4):
-                approvers = tuple(await checking)
+                approvers = tuple(await (check if checking is None else checking))
         except TimeoutError:
             if known is None or on_stored is None:
                 raise errors.CheckTooSlow(CHECK_TOO_SLOW) from None
@@ -160,11 +161,11 @@ async def create_request_while_checking(
         if [a.user_id for a in approvers] != list(approver_ids):
             raise ValueError("the check answered for other approvers than the request's")
     except BaseException as failed:
-        if isinstance(checking, asyncio.Future):  # the store failed first: nobody waits for the answer
+        if checking is not None:  # the store failed first: nobody waits for the answer
             if not checking.done():
                 checking.cancel()
             elif not checking.cancelled():
-                checking.exception()  # retrieved: moot
+                checking.exception()  # retrieved: raised above, or moot
         stored = await _settled(storing)
         if stored is not None:
             why = failed.message if isinstance(failed, errors.DomainError) else type(failed).__name__

@@ -237,3 +237,55 @@ async def test_without_a_dispatcher_here_the_approvers_are_checked_before_anythi
         await _checked_create(db, refuse())
     assert stored_while_checking == [0]
     assert (await rows_about_requests(db.engine))["access_requests"] == 0
+
+
+async def test_known_approvers_are_answered_once_stored_and_the_check_still_decides(db: Database) -> None:
+    db.handover = recorder = Recorder()
+    passed: asyncio.Future[list[Approver]] = asyncio.get_running_loop().create_future()
+    answered: list[RequestView] = []
+
+    async def on_stored(view: RequestView) -> None:
+        answered.append(view)
+
+    creating = asyncio.ensure_future(_checked_create(db, passed, known=[ALICE, BOB], on_stored=on_stored))
+    for _ in range(400):
+        if answered:
+            break
+        await asyncio.sleep(0.005)
+    [early] = answered  # before the check has answered, with the approvers as last checked
+    assert early.approvers == (ALICE, BOB) and not creating.done() and recorder.handed_over == []
+    passed.set_result([ALICE, BOB])
+    assert (await creating).id == early.id
+    [(leased, _, _)] = recorder.handed_over
+    assert {n.action for n in leased} == {"post_dm", "post_channel"}
+
+
+async def test_known_approvers_refused_before_the_store_ends_are_not_answered_as_sent(db: Database) -> None:
+    db.handover = recorder = Recorder()
+    before = await rows_about_requests(db.engine)
+    answered: list[RequestView] = []
+
+    async def on_stored(view: RequestView) -> None:
+        answered.append(view)
+
+    async def refuse_now() -> list[Approver]:
+        raise InvalidRequest("<@UBOB>'s account is deactivated: choose someone else.", field="approver_2")
+
+    with pytest.raises(InvalidRequest, match="deactivated"):
+        await _checked_create(db, refuse_now(), known=[ALICE, BOB], on_stored=on_stored)
+    assert answered == [] and recorder.handed_over == []
+    assert await rows_about_requests(db.engine) == before
+
+
+async def test_a_check_that_does_not_answer_leaves_known_approvers_standing(db: Database) -> None:
+    db.handover = recorder = Recorder()
+    recorder.lease = timedelta(seconds=0.4)  # the check may take 0.1 s
+    never: asyncio.Future[list[Approver]] = asyncio.get_running_loop().create_future()
+
+    async def on_stored(view: RequestView) -> None:
+        return None
+
+    view = await _checked_create(db, never, known=[ALICE, BOB], on_stored=on_stored)
+    assert view.approvers == (ALICE, BOB)
+    [(leased, _, _)] = recorder.handed_over
+    assert {n.action for n in leased} == {"post_dm", "post_channel"}
