@@ -28,6 +28,7 @@ from bot.adapters.tables import (
 )
 from bot.domain.model import AccessRequest
 from bot.domain.values import Approver, Decision, Status, Verdict
+from bot.recent import put_recent
 
 REQUESTS: sa.Table = AccessRequestRow.__table__  # type: ignore[attr-defined]
 APPROVERS: sa.Table = ApproverRow.__table__  # type: ignore[attr-defined]
@@ -299,10 +300,7 @@ _NAMED_KEPT = 500
 def _remember_named(request_id: str, approvers: tuple[Approver, ...]) -> None:
     if not all(a.display_name for a in approvers):
         return
-    _NAMED[request_id] = approvers
-    _NAMED.move_to_end(request_id)
-    while len(_NAMED) > _NAMED_KEPT:
-        _NAMED.popitem(last=False)
+    put_recent(_NAMED, request_id, approvers, _NAMED_KEPT)
 
 
 # PostgreSQL: pending requests as this process last wrote them, by id, with the version their rows took (the id of
@@ -315,10 +313,8 @@ _WRITTEN_KEPT = 1000
 
 
 def _keep_written(request: AccessRequest, version: str) -> None:
-    _WRITTEN[request.id] = (version, replace(request, decisions=list(request.decisions), events=[]))
-    _WRITTEN.move_to_end(request.id)
-    while len(_WRITTEN) > _WRITTEN_KEPT:
-        _WRITTEN.popitem(last=False)
+    kept = replace(request, decisions=list(request.decisions), events=[])
+    put_recent(_WRITTEN, request.id, (version, kept), _WRITTEN_KEPT)
 
 
 class _Decided(NamedTuple):

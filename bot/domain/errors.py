@@ -49,6 +49,12 @@ class TooManyOpenRequests(DomainError):
     code = "too_many_open"
 
 
+class CheckUnavailable(DomainError):
+    """The approvers could not be checked just now (the directory did not answer)."""
+
+    code = "check_unavailable"
+
+
 class CheckTooSlow(DomainError):
     """The approvers could not be checked in time; the request was not kept."""
 

@@ -128,7 +128,7 @@ async def create_request_while_checking(
     ``known``, the approvers as an earlier check found them lately, and ``on_stored``: the stored request is handed to
     ``on_stored``, with those approvers, as soon as it is stored, without waiting for the check (the person can be
     answered sooner). The check still decides whether anybody is told of it: a refusal then still removes it; a
-    check that does not answer in time leaves the recent one standing."""
+    check that does not answer (in time, or ``CheckUnavailable``) leaves the recent one standing."""
     store = partial(
         create_request,
         requester_id=requester_id,
@@ -144,20 +144,27 @@ async def create_request_while_checking(
     # The check runs here and the store in a task, not the other way round: the check's first call to Slack leaves
     # at once, and the store starts while it is on its way (a task starts at the event loop's next turn). When the
     # store is awaited first (``on_stored``), the check is a task too, started first.
-    checking = asyncio.ensure_future(check) if known is not None and on_stored is not None else None
+    recent = tuple(known) if known is not None and on_stored is not None else ()
+    checking = asyncio.ensure_future(check) if recent else None
     storing = asyncio.ensure_future(store(uow=uow.withholding(), approvers=[Approver(u) for u in approver_ids]))
     try:
-        if checking is not None and known is not None and on_stored is not None:
+        if checking is not None and on_stored is not None:
             stored_view = await storing
-            if not (checking.done() and not checking.cancelled() and checking.exception() is not None):
-                await on_stored(replace(stored_view, approvers=tuple(known)))  # unless already refused
+            if not _refused(checking):
+                await on_stored(replace(stored_view, approvers=recent))
+        # A check that does not answer (in time, or at all) leaves a recent one standing: the person was answered.
         try:
             async with asyncio.timeout(lease.total_seconds() / 4):
                 approvers = tuple(await (check if checking is None else checking))
         except TimeoutError:
-            if known is None or on_stored is None:
+            if not recent:
                 raise errors.CheckTooSlow(CHECK_TOO_SLOW) from None
-            approvers = tuple(known)  # the person was answered: the recent check stands
+            approvers = recent
+        except errors.CheckUnavailable:
+            if not recent:
+                raise
+            log.warning("the approvers' check did not answer; their check of a few minutes ago stands")
+            approvers = recent
         if [a.user_id for a in approvers] != list(approver_ids):
             raise ValueError("the check answered for other approvers than the request's")
     except BaseException as failed:
@@ -174,6 +181,11 @@ async def create_request_while_checking(
     view = await storing
     uow.hand_over(names={view.id: approvers})
     return replace(view, approvers=approvers)
+
+
+def _refused(check: asyncio.Future[Sequence[Approver]]) -> bool:
+    """Whether the check has already failed."""
+    return check.done() and not check.cancelled() and check.exception() is not None
 
 
 async def _remove(uow: AbstractUnitOfWork, request_id: str, why: str) -> None:

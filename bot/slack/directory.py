@@ -14,8 +14,9 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.domain.errors import DomainError, InvalidRequest
+from bot.domain.errors import CheckUnavailable, InvalidRequest
 from bot.domain.values import Approver
+from bot.recent import put_recent
 from bot.slack import text as t
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ UNAVAILABLE = (
 )
 
 
-class SlackUnavailable(DomainError):
+class SlackUnavailable(CheckUnavailable):
     code = "slack_unavailable"
 
 
@@ -43,10 +44,7 @@ class RecentApprovers:
     def remember(self, approvers: Sequence[Approver]) -> None:
         now = self.clock()
         for approver in approvers:
-            self._seen[approver.user_id] = (now, approver)
-            self._seen.move_to_end(approver.user_id)
-        while len(self._seen) > self.size:
-            self._seen.popitem(last=False)
+            put_recent(self._seen, approver.user_id, (now, approver), self.size)
 
     def forget(self, user_id: str) -> None:
         self._seen.pop(user_id, None)

@@ -10,7 +10,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain.errors import DomainError
-from bot.domain.values import Approver, Status
+from bot.domain.values import Status
 from bot.service_layer import services
 from bot.service_layer.results import Page, RequestView
 from bot.slack import blocks as b
@@ -19,7 +19,7 @@ from bot.slack import parser as p
 from bot.slack.commands import admin
 from bot.slack.common import guarded, reply
 from bot.slack.deps import Deps
-from bot.slack.directory import SlackUnavailable, resolve_approvers
+from bot.slack.directory import resolve_approvers
 
 COMMAND = "/access-request"
 log = logging.getLogger(__name__)
@@ -72,37 +72,26 @@ async def _create(
     ack: AsyncAck,
     respond: AsyncRespond,
 ) -> None:
-    known = deps.recent_approvers.get(parsed.approver_ids)
-
-    async def check() -> list[Approver]:
-        try:
-            return await resolve_approvers(
-                client,
-                parsed.approver_ids,
-                requester_id=command["user_id"],
-                required=deps.policy.approvers,
-                recent=deps.recent_approvers,
-            )
-        except SlackUnavailable:
-            if known is None:
-                raise
-            log.warning("users.info did not answer; the approvers' check of a few minutes ago stands")
-            return known
-
     async def store() -> RequestView:
         # Stored while Slack is asked who the approvers are (the longer of two round trips instead of both):
         # nobody is told of it unless they are people who can approve it, and it is removed if not.
         return await services.create_request_while_checking(
             uow=deps.uow(),
             approver_ids=parsed.approver_ids,
-            check=check(),
+            check=resolve_approvers(
+                client,
+                parsed.approver_ids,
+                requester_id=command["user_id"],
+                required=deps.policy.approvers,
+                recent=deps.recent_approvers,
+            ),
             requester_id=command["user_id"],
             requester_name=command.get("user_name", ""),
             resource=parsed.resource,
             justification=parsed.justification,
             duration_minutes=parsed.duration_minutes,
             policy=deps.policy,
-            known=known,
+            known=deps.recent_approvers.get(parsed.approver_ids),
             on_stored=confirm,
         )
 
