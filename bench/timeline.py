@@ -1,5 +1,7 @@
 """Where the time to both DMs goes: the Slack path's flows against the baseline and the bot, with a probe in each
 app's process (``bench/probe``), and the p50 of each step's time since the load generator sent the slash command.
+Then, for the bot, what its new requests' statements waited for: each one's round trip, and what else its event
+loop ran meanwhile (on PostgreSQL the answer is read only when the loop gets to it).
 
 python -m bench.timeline [--flows 300] [--concurrency 5] [--apps baseline,sqlite,postgres]
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import math
 import statistics
@@ -60,7 +63,8 @@ def steps(flow: dict[str, Any], command: dict[str, Any], probed: dict[str, Any])
 
 def _probed(tmp: Path, app: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """What the app's probe wrote: its slash commands by their first word (``db-<flow>``); its DMs' calls, and
-    (the bot) when requests were stored and their DMs' deliveries started."""
+    (the bot) when requests were stored and their DMs' deliveries started, its new requests' statements and its
+    event loop's steps."""
     commands: dict[str, dict[str, Any]] = {}
     found: dict[str, Any] = {"dms": {}, "stored": {}, "started": {}}
     for part in tmp.glob(f"{app}.*"):
@@ -68,7 +72,49 @@ def _probed(tmp: Path, app: str) -> tuple[dict[str, dict[str, Any]], dict[str, A
         commands.update({c["text"].split()[0]: c for c in probed["commands"]})
         for name, times in found.items():
             times.update(probed.get(name, {}))
+        found["statements"] = probed.get("statements", [])
+        found["steps"] = probed.get("steps", [])
     return commands, found
+
+
+# What the bot's event loop ran, by the task or callback of each step.
+KINDS = {
+    "_install.<locals>.timed_deliver": "deliveries",  # Dispatcher._deliver, timed by the probe
+    "_install_store_window.<locals>.timed_create": "the new request itself",  # services.create_request
+    "AsyncioListenerRunner.run.<locals>.run_ack_function_asynchronously": "listeners (commands, clicks)",
+    "RequestHandler._handle_request": "HTTP requests arriving",
+    "RequestHandler.start": "HTTP requests arriving",
+    "_lookup": "users.info checks",
+    "resolve_approvers": "users.info checks",
+    "Dispatcher._flush_after_pause": "the deliveries' group commit",
+}
+WINDOW = (
+    ("round_trip", "the statement's round trip (p50)"),
+    ("busy", "the event loop's other work meanwhile (mean)"),
+    ("idle", "the event loop idle meanwhile (p50)"),
+    *((kind, f"  of which {kind} (mean)") for kind in dict.fromkeys(KINDS.values())),
+    ("other", "  of which the rest (mean)"),
+)
+
+
+def store_window(probed: dict[str, Any], flows: int) -> dict[str, float]:
+    """While each new request's first statement was out (the last ``flows`` requests; ms): its round trip, and the
+    other steps the bot's event loop ran meanwhile, by kind (what its answer waited for)."""
+    steps = sorted(probed["steps"])
+    starts = [s[0] for s in steps]
+    rows = []
+    for sent, back in probed["statements"][-flows:]:
+        row = dict.fromkeys((k for k, _ in WINDOW), 0.0)
+        for started, took, what in steps[bisect.bisect_left(starts, sent) : bisect.bisect_right(starts, back)]:
+            row[KINDS.get(what, "other")] += min(took, back - started) * 1000
+        row["round_trip"] = (back - sent) * 1000
+        row["busy"] = sum(v for k, v in row.items() if k not in ("round_trip", "busy", "idle"))
+        row["idle"] = row["round_trip"] - row["busy"]
+        rows.append(row)
+    if not rows:
+        return {k: math.nan for k, _ in WINDOW}
+    median = {"round_trip", "idle"}
+    return {k: (statistics.median if k in median else statistics.mean)(r[k] for r in rows) for k, _ in WINDOW}
 
 
 async def measure(app: str, flows: int, concurrency: int, tmp: Path) -> dict[str, float]:
@@ -89,7 +135,8 @@ async def measure(app: str, flows: int, concurrency: int, tmp: Path) -> dict[str
             await _drop(pg)
     commands, probed = _probed(tmp, app)
     timelines = [steps(f, commands[f"db-{f['flow']}"], probed) for f in record]
-    return {name: statistics.median(t[name] for t in timelines) for name, _ in STEPS}
+    figures = {name: statistics.median(t[name] for t in timelines) for name, _ in STEPS}
+    return {**figures, **({} if app == "baseline" else store_window(probed, flows))}
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -100,6 +147,12 @@ async def main(args: argparse.Namespace) -> None:
     print(f"{'':58}" + "".join(f"{app:>10}" for app in args.apps))
     for name, what in STEPS:
         print(f"{what:58}" + "".join(f"{figures[app][name]:10.2f}" for app in args.apps))
+    bots = [app for app in args.apps if app != "baseline"]
+    if bots:
+        print("\n== While the bot's new request's statement was out (ms per request): what its answer waited for ==")
+        print(f"{'':58}" + "".join(f"{app:>10}" for app in bots))
+        for name, what in WINDOW:
+            print(f"{what:58}" + "".join(f"{figures[app][name]:10.2f}" for app in bots))
 
 
 if __name__ == "__main__":

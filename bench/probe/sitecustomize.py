@@ -1,11 +1,13 @@
 """``bench.timeline``'s probe, loaded into an app's process (bot or baseline) through PYTHONPATH: when each slash
 command reached the app, when its users.info calls went out and came back, when each approver's DM was handed to
-slack_sdk and when its request was written to the socket. Written as JSON to ``$BENCH_TIMELINE.<pid>`` as the
-process ends. Python imports a ``sitecustomize`` module found on its path at start; without BENCH_TIMELINE in the
-environment this one does nothing."""
+slack_sdk and when its request was written to the socket; in the bot, when each new request's statement was sent
+and answered, and every step of the event loop (what the loop ran while that statement was out). Written as JSON to
+``$BENCH_TIMELINE.<pid>`` as the process ends. Python imports a ``sitecustomize`` module found on its path at
+start; without BENCH_TIMELINE in the environment this one does nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextvars
 import json
@@ -21,6 +23,11 @@ _STORED: dict[str, float] = {}  # per request id (the bot only): when its notice
 _STARTED: dict[str, float] = {}  # per "request id/approver" (the bot only): when its DM's delivery started
 _REQUEST: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("request", default=None)
 _CALL: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar("call", default=None)
+# The bot only, on time.perf_counter(): each new request's first statement (sent, answered), and the event loop's
+# steps of 20 us or more (start, duration, what ran: a task's coroutine or the callback).
+_STATEMENTS: list[tuple[float, float]] = []
+_STEPS: list[tuple[float, float, str]] = []
+_STORE: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("store", default=None)
 
 
 def _install() -> None:
@@ -80,14 +87,52 @@ def _install() -> None:
 
         Dispatcher.handed = timed_handed  # type: ignore[method-assign]
         Dispatcher._deliver = timed_deliver  # type: ignore[method-assign]
+        _install_store_window()
     slack_bolt.async_app.AsyncApp.async_dispatch = timed_dispatch  # type: ignore[method-assign]
     AsyncBaseClient.api_call = timed_call  # type: ignore[method-assign]
     aiohttp.client_reqrep.ClientRequest.send = timed_send  # type: ignore[method-assign]
 
 
+def _install_store_window() -> None:
+    """Time each new request's first statement, and every step of the event loop (the bot's process)."""
+    from bot.adapters import driver
+    from bot.service_layer import services
+
+    create, run, step = services.create_request, driver._run, asyncio.events.Handle._run
+
+    async def timed_create(**kwargs: Any) -> Any:
+        _STORE.set([])
+        return await create(**kwargs)
+
+    async def timed_run(*args: Any, **kwargs: Any) -> Any:
+        times, started = _STORE.get(), time.perf_counter()
+        try:
+            return await run(*args, **kwargs)
+        finally:
+            if times is not None and not times:
+                times.append(started)
+                _STATEMENTS.append((started, time.perf_counter()))
+
+    def timed_step(self: Any) -> None:
+        started = time.perf_counter()
+        try:
+            step(self)
+        finally:
+            took = time.perf_counter() - started
+            if took >= 20e-6:
+                task = getattr(self._callback, "__self__", None)
+                what = task.get_coro() if isinstance(task, asyncio.Task) else self._callback
+                _STEPS.append((started, took, getattr(what, "__qualname__", type(what).__name__)))
+
+    services.create_request = timed_create
+    driver._run = timed_run
+    asyncio.events.Handle._run = timed_step  # type: ignore[method-assign]
+
+
 def _dump() -> None:
     with open(f"{_OUT}.{os.getpid()}", "w") as out:
-        json.dump({"commands": _COMMANDS, "dms": _DMS, "stored": _STORED, "started": _STARTED}, out)
+        probed = {"commands": _COMMANDS, "dms": _DMS, "stored": _STORED, "started": _STARTED}
+        json.dump({**probed, "statements": _STATEMENTS, "steps": _STEPS}, out)
 
 
 def _on_term(*_: Any) -> None:  # the baseline has no handler of its own: SIGTERM would skip atexit
