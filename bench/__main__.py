@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import slack_path
+from bench import slack_path, targets
 from bench.stats import run_apart
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -200,7 +200,10 @@ if __name__ == "__main__":
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
     figures = asyncio.run(main(parser.parse_args()))
+    checked = targets.check(figures)
+    figures["targets"] = targets.as_json(checked)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(figures, indent=2, default=str))
     report(figures)
+    targets.report(checked)
     print(f"\nFigures written to {RESULTS / 'latest.json'}")
