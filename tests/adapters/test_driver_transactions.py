@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import DateTime, bindparam, text
 from sqlalchemy.exc import IntegrityError
 
 from bot.adapters.db import Database
@@ -79,7 +79,11 @@ async def test_a_unit_refused_by_the_database_rolls_back_and_the_next_one_commit
             await uow.driver.write_deferred()
             # Through the session, which joins the unit's transaction: a duplicate key fails the unit.
             await uow.session.execute(
-                text("INSERT INTO processed_events (event_id, received_at) VALUES ('Ev3', :at)"),
+                # The time typed, so that SQLite gets it as SQLAlchemy stores it (sqlite3's own datetime adapter is
+                # deprecated since Python 3.12).
+                text("INSERT INTO processed_events (event_id, received_at) VALUES ('Ev3', :at)").bindparams(
+                    bindparam("at", type_=DateTime(timezone=True))
+                ),
                 {"at": datetime.now(UTC)},
             )
     await _audit(db, "after")
