@@ -126,7 +126,7 @@ def report(out: dict[str, Any]) -> None:
         r = out.get(key)
         if r:
             print(f"{key:<16} seeded in {r['seed_seconds']:.1f}s")
-            for q in ("pending_for_approver", "list_by_status_page", "app_home", "status_lookup"):
+            for q in targets.SCALE_QUERIES:
                 print(f"  {q:<22} p50 {r[q]['p50_ms']:>6.2f}  p95 {r[q]['p95_ms']:>6.2f}")
 
 

@@ -19,7 +19,8 @@ SLACK = (  # figure, label, limit, at most (else at least)
     ("both_dms", "both DMs p50", 1.5, True),
     ("flows_per_second", "flows/s", 0.7, False),
 )
-APPS = {"bot_sqlite": "SQLite", "bot_postgres": "PostgreSQL"}
+DATABASES = (("sqlite", "SQLite"), ("postgres", "PostgreSQL"))  # as the run's keys name them, as people do
+SCALE_QUERIES = ("pending_for_approver", "list_by_status_page", "app_home", "status_lookup")
 SCALE_P95_MS = 10.0
 RAW_RATIO = 0.35
 RSS_GROWTH_MB = 20.0
@@ -56,21 +57,21 @@ def check(out: dict[str, Any]) -> list[Target]:
     found: list[Target] = []
     for concurrency, apps in out.get("slack", {}).items():
         base = apps["baseline"]
-        for key, db in APPS.items():
-            if key in apps:
+        for db, shown in DATABASES:
+            if (app := apps.get(f"bot_{db}")) is not None:
                 for name, label, limit, at_most in SLACK:
-                    ratio = _value(apps[key], name) / _value(base, name)
-                    found.append(Target(f"{db}, {concurrency} in flight: {label}", ratio, limit, at_most))
-    for db, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+                    ratio = _value(app, name) / _value(base, name)
+                    found.append(Target(f"{shown}, {concurrency} in flight: {label}", ratio, limit, at_most))
+    for db, label in DATABASES:
         for mode, r in out.get(f"db_{db}", {}).items():
             in_flight = mode.removeprefix("in_flight_")
             found.append(
                 Target(f"{label}, approval transaction at {in_flight} in flight", r["ratio"], RAW_RATIO, False)
             )
-    for db, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+    for db, label in DATABASES:
         scale = out.get(f"scale_{db}")
         if scale:
-            for query in ("pending_for_approver", "list_by_status_page", "app_home", "status_lookup"):
+            for query in SCALE_QUERIES:
                 what = f"{label}, {query} p95 at {scale['requests']:,} requests"
                 found.append(Target(what, scale[query]["p95_ms"], SCALE_P95_MS, True, "ms"))
     memory = out.get("memory")
