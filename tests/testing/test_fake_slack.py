@@ -167,6 +167,29 @@ async def test_slack_limits(slack: FakeSlack, kwargs: dict[str, Any], error: str
     assert slack.channel_messages("CNOTIFY") == []
 
 
+async def test_a_block_seen_before_is_judged_as_it_was_the_first_time(slack: FakeSlack) -> None:
+    """The fake keeps slack_sdk's verdict on each block it has checked: the same block gets the same answer, at the
+    place it has in each message, and a block that differs in any way is checked anew."""
+    c = client(slack)
+    fits = {"type": "section", "text": {"type": "mrkdwn", "text": "s" * 3000}}
+    too_long = {"type": "section", "text": {"type": "mrkdwn", "text": "s" * 3001}}
+    answers = []
+    for blocks in ([fits, too_long], [fits, too_long], [too_long, fits]):
+        with pytest.raises(SlackApiError) as failed:
+            await c.chat_postMessage(channel="CNOTIFY", text="x", blocks=blocks)
+        assert failed.value.response["error"] == "invalid_blocks"
+        answers.append(failed.value.response["response_metadata"]["messages"])
+    assert answers[0] == answers[1]
+    assert any("cannot exceed 3000" in m and "json-pointer:/blocks/1]" in m for m in answers[0])
+    assert answers[2] == [m.replace("/blocks/1", "/blocks/0") for m in answers[0]]
+    await c.chat_postMessage(channel="CNOTIFY", text="x", blocks=[fits])
+    await c.chat_postMessage(channel="CNOTIFY", text="x", blocks=[fits])
+    assert len(slack.channel_messages("CNOTIFY")) == 2
+    with pytest.raises(SlackApiError) as failed:
+        await c.chat_postMessage(channel="CNOTIFY", text="x", blocks=[{**fits, "type": "bogus_block"}])
+    assert any("unsupported type" in m for m in failed.value.response["response_metadata"]["messages"])
+
+
 def modal(**overrides: Any) -> dict[str, Any]:
     view = {"type": "modal", "title": {"type": "plain_text", "text": "Title"}, "blocks": [SECTION]}
     view.update(overrides)
