@@ -122,7 +122,7 @@ class Dispatcher:
         flush_pause: float = 0.2,
         remember: int = 500,
         max_lag: float = MAX_LAG,
-        dm_places: int = 1,
+        dm_places: int = 2,
     ) -> None:
         self.client, self.uow, self.notify_channel = client, uow, notify_channel
         self.lease, self.max_attempts, self.base_delay, self.max_delay = lease, max_attempts, base_delay, max_delay
@@ -406,11 +406,14 @@ class Dispatcher:
             if len(in_flight) < limit:
                 key = self._next_ready(not (self.awaiting_ack and in_flight))
             elif self._ready_first[0] and len(in_flight) < limit + self.dm_places:
-                # An approver's DM has a place more (``dm_places``): the request cannot move until its approvers see
+                # Approvers' DMs have places more (``dm_places``): the request cannot move until its approvers see
                 # it, and at 5 in flight on a slow VM it waited 3.3-4.7 ms for one of the three. Alternating, 3 rounds
                 # (2026-11-28): at 5 in flight both DMs 1.39x -> 1.14x the baseline (SQLite), 1.71x -> 1.57x
                 # (PostgreSQL), acks no slower; at 20 in flight acks and DMs faster, flows per second within the
-                # noise, and the clicked DM's update ~60 ms later (~0.19 -> ~0.25 s on PostgreSQL).
+                # noise, and the clicked DM's update ~60 ms later (~0.19 -> ~0.25 s on PostgreSQL). Two places, not
+                # one (the fifteenth session, 4 rounds): with one, a request's second DM waited ~1.1 ms for a place
+                # after its first had one (``python -m bench.timeline``); both DMs 7.83 -> 7.12 ms on PostgreSQL and
+                # 6.91 -> 6.51 ms on SQLite.
                 key = self._ready_first[0].popleft()
             else:
                 break
