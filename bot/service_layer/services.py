@@ -144,7 +144,9 @@ async def create_request_while_checking(
     # The check runs here and the store in a task, not the other way round: the check's first call to Slack leaves
     # at once, and the store starts while it is on its way (a task starts at the event loop's next turn). The store's
     # task answers the person (``on_stored``) as soon as it is stored, and whichever of the two ends last hands the
-    # notices over (``_Join``): neither waits for a turn of the event loop in which this coroutine wakes up.
+    # notices over (``_Join``): neither waits for a turn of the event loop in which this coroutine wakes up. A store
+    # that fails (too many open requests, say) is told once the check has answered, as it always was for approvers
+    # not checked lately: a users.info call or two later.
     recent = tuple(known) if known is not None and on_stored is not None else ()
     join = _Join(uow, approver_ids)
 
