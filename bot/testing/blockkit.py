@@ -10,6 +10,8 @@ from typing import Any
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 
+from bot.recent import put_recent
+
 MAX_MESSAGE_BLOCKS = 50
 MAX_VIEW_BLOCKS = 100
 MAX_FIELD_TEXT = 2000
@@ -90,9 +92,7 @@ def _slack_sdk_problem(block: dict[str, Any]) -> str | None:
     except (SlackObjectFormationError, AttributeError, TypeError, KeyError) as exc:
         problem = str(exc)
     if key is not None:
-        _checked[key] = problem
-        if len(_checked) > CHECKED_BLOCKS:
-            _checked.popitem(last=False)
+        put_recent(_checked, key, problem, CHECKED_BLOCKS)
     return problem
 
 
