@@ -200,9 +200,9 @@ class _Join:
 
     def __init__(self, uow: AbstractUnitOfWork, approver_ids: Sequence[str]) -> None:
         self.uow, self.approver_ids = uow, list(approver_ids)
-        self.view: RequestView | None = None
         self.approvers: tuple[Approver, ...] | None = None
-        self.written: RequestView | None = None  # committed (``view``: and the person answered, where they are)
+        self.written: RequestView | None = None  # committed
+        self.answered = False  # committed, and the person answered where they are answered then
         self.handed = False
         self.refused = False  # the check or the answer failed: nobody is answered or told
 
@@ -210,7 +210,7 @@ class _Join:
         return [a.user_id for a in approvers] == self.approver_ids
 
     def stored(self, view: RequestView) -> RequestView:
-        self.view = view
+        self.answered = True
         self._hand_over()
         return view
 
@@ -220,9 +220,11 @@ class _Join:
         return approvers
 
     def _hand_over(self) -> None:
-        view, approvers = self.view, self.approvers
-        if self.handed or self.refused or view is None or approvers is None or not self.matches(approvers):
-            return  # not both yet; or the check answered for others, which the caller refuses
+        view, approvers = self.written, self.approvers
+        if self.handed or self.refused or not self.answered or view is None or approvers is None:
+            return  # not both yet
+        if not self.matches(approvers):
+            return  # the check answered for others, which the caller refuses
         self.handed = True
         self.uow.hand_over(names={view.id: approvers})
 
