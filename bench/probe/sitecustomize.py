@@ -38,6 +38,7 @@ def _install() -> None:
     dispatch = slack_bolt.async_app.AsyncApp.async_dispatch
     api_call = AsyncBaseClient.api_call
     send = aiohttp.client_reqrep.ClientRequest.send
+    write_bytes = aiohttp.client_reqrep.ClientRequest.write_bytes
 
     async def timed_dispatch(self: Any, req: Any) -> Any:
         if isinstance(req.body, dict) and req.body.get("command"):
@@ -63,9 +64,18 @@ def _install() -> None:
 
     async def timed_send(self: Any, conn: Any) -> Any:
         response = await send(self, conn)
-        if (call := _CALL.get()) is not None:
+        if (call := _CALL.get()) is not None and self._writer is None:  # no body, or written already
             call.setdefault("written", time.time())
         return response
+
+    async def timed_write_bytes(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # aiohttp buffers a request's headers and writes its body (and them) from a task of its own, which on
+        # Python 3.11 starts at the event loop's next turn: the request leaves when that task has run.
+        try:
+            return await write_bytes(self, *args, **kwargs)
+        finally:
+            if (call := _CALL.get()) is not None:
+                call.setdefault("written", time.time())
 
     try:
         from bot.slack.dispatcher import Dispatcher
@@ -91,6 +101,7 @@ def _install() -> None:
     slack_bolt.async_app.AsyncApp.async_dispatch = timed_dispatch  # type: ignore[method-assign]
     AsyncBaseClient.api_call = timed_call  # type: ignore[method-assign]
     aiohttp.client_reqrep.ClientRequest.send = timed_send  # type: ignore[method-assign]
+    aiohttp.client_reqrep.ClientRequest.write_bytes = timed_write_bytes  # type: ignore[method-assign]
 
 
 def _install_store_window() -> None:
