@@ -63,7 +63,10 @@ def create_engine(
             # At READ COMMITTED every statement takes its own snapshot, inside a transaction or not; without one, a
             # reading unit saves BEGIN and ROLLBACK, and the pool's ping is one round trip instead of three.
             kwargs.setdefault("isolation_level", "AUTOCOMMIT")
-        return create_async_engine(url, **kwargs)
+        engine = create_async_engine(url, **kwargs)
+        if not read_only:
+            event.listen(engine.sync_engine, "connect", _postgresql_array_types)
+        return engine
     database = make_url(url).database
     if not database or database == ":memory:":
         raise ValueError(
@@ -78,6 +81,18 @@ def create_engine(
         event.listen(engine.sync_engine, "connect", _sqlite_no_autocheckpoint)
     event.listen(engine.sync_engine, "begin", _sqlite_begin_deferred if read_only else _sqlite_on_begin)
     return engine
+
+
+# The arrays a writing unit's statements send (``driver``: deferred rows as one array per column; the outbox: ids).
+ARRAY_TYPES = ("VARCHAR", "INTEGER", "BOOLEAN", "TIMESTAMP WITH TIME ZONE", "JSON")
+
+
+def _postgresql_array_types(dbapi_connection: Any, _record: Any) -> None:
+    """asyncpg knows the array types it is sent only after asking PostgreSQL about them (a recursive query over
+    the catalogue, ~15 ms of the server's CPU), once per connection: asked here, as the connection opens, rather than
+    by the first unit that sends one, which would wait for it."""
+    casts = ", ".join(f"${n}::{name}[]" for n, name in enumerate(ARRAY_TYPES, start=1))
+    dbapi_connection.run_async(lambda connection: connection.prepare(f"SELECT {casts}"))
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

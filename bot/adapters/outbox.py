@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -161,11 +162,21 @@ def _lease_unless_waiting(i: int) -> dict[str, Any]:
     }
 
 
-_RELEASE = (
-    sa.update(OUTBOX)
-    .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)), OUTBOX.c.status == PENDING)
-    .values(lease_until=None)
-)
+DIALECTS = ("sqlite", "postgresql")
+
+
+def _one_of_ids(dialect: str) -> Any:
+    """``outbox.id`` is one of the list ``ids``. On PostgreSQL ``= ANY($1::INTEGER[])``: one statement whatever
+    the list's length (an IN list is a statement per length, which PostgreSQL parses and plans and asyncpg prepares
+    on each connection; padded to powers of two, the deliveries' group commit still made a new one at most runs)."""
+    if dialect == "postgresql":
+        return OUTBOX.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(OUTBOX.c.id.type)))
+    return OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True))
+
+
+_RELEASE = {
+    d: sa.update(OUTBOX).where(_one_of_ids(d), OUTBOX.c.status == PENDING).values(lease_until=None) for d in DIALECTS
+}
 _NEW_COLUMNS = (
     "dedupe_key",
     "request_id",
@@ -206,27 +217,30 @@ def _insert_new(dialect: str, checked: tuple[bool, ...]) -> Any:
     return statement
 
 
-_LEASE = (
-    sa.update(OUTBOX)
-    .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)))
+_LEASE = {
+    d: sa.update(OUTBOX)
+    .where(_one_of_ids(d))
     .values(lease_until=sa.bindparam("until"), claimed_by=sa.bindparam("by"), claims=OUTBOX.c.claims + 1)
-)
-_RENEW = (
-    sa.update(OUTBOX)
+    for d in DIALECTS
+}
+_RENEW = {
+    d: sa.update(OUTBOX)
     .where(
-        OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)),
+        _one_of_ids(d),
         OUTBOX.c.status == PENDING,
         OUTBOX.c.claimed_by == sa.bindparam("by"),
         OUTBOX.c.lease_until.is_not(None),
     )
     .values(lease_until=sa.bindparam("until"))
     .returning(OUTBOX.c.id)
-)
-_FINISH_MANY = (
-    sa.update(OUTBOX)
-    .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)))
+    for d in DIALECTS
+}
+_FINISH_MANY = {
+    d: sa.update(OUTBOX)
+    .where(_one_of_ids(d))
     .values(status=sa.bindparam("status"), finished_at=sa.bindparam("at"), lease_until=None, last_error=None)
-)
+    for d in DIALECTS
+}
 
 
 class AbstractOutbox(abc.ABC):
@@ -282,6 +296,10 @@ class SqlOutbox(AbstractOutbox):
         self.session = session
         self.sql = driver or Driver(session)
 
+    @property
+    def _dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
     async def add_many(
         self, notices: list[Notice], *, at: datetime, lease: Lease | None = None, fresh: Set[str] = frozenset()
     ) -> list[Claimed]:
@@ -325,7 +343,7 @@ class SqlOutbox(AbstractOutbox):
 
     async def release(self, notice_ids: list[int]) -> None:
         if notice_ids:
-            await self.sql.execute(_RELEASE, {"ids": notice_ids})
+            await self.sql.execute(_RELEASE[self._dialect], {"ids": notice_ids})
 
     async def claim(self, *, by: str, now: datetime, lease: timedelta, limit: int) -> list[Claimed]:
         # Superseded updates first: an update renders the request as it is when delivered, so an update not yet
@@ -334,13 +352,15 @@ class SqlOutbox(AbstractOutbox):
         rows = await self.sql.rows(DUE, {"now": now, "limit": limit})
         if not rows:
             return []
-        await self.sql.execute(_LEASE, {"ids": [r.id for r in rows], "until": now + lease, "by": by})
+        ids = [r.id for r in rows]
+        await self.sql.execute(_LEASE[self._dialect], {"ids": ids, "until": now + lease, "by": by})
         return [replace(Claimed.of(r), claims=r.claims + 1) for r in rows]
 
     async def renew(self, notice_ids: list[int], *, by: str, until: datetime) -> set[int]:
         if not notice_ids:
             return set()
-        return {r.id for r in await self.sql.rows(_RENEW, {"ids": notice_ids, "by": by, "until": until})}
+        renewed = await self.sql.rows(_RENEW[self._dialect], {"ids": notice_ids, "by": by, "until": until})
+        return {r.id for r in renewed}
 
     async def finish(self, notice_id: int, *, status: str, at: datetime, error: str | None = None) -> None:
         await self.session.execute(
@@ -351,7 +371,8 @@ class SqlOutbox(AbstractOutbox):
 
     async def finish_many(self, notice_ids: list[int], *, status: str, at: datetime) -> None:
         if notice_ids:  # with the unit's next statement, or as it commits (its deliveries' messages riding along)
-            await self.sql.defer_statement(_FINISH_MANY, {"ids": notice_ids, "status": status, "at": at})
+            finish = _FINISH_MANY[self._dialect]
+            await self.sql.defer_statement(finish, {"ids": notice_ids, "status": status, "at": at})
 
     async def reschedule(self, notice_id: int, *, at: datetime, error: str) -> int:
         await self.session.execute(

@@ -222,23 +222,60 @@ async def test_a_statement_touching_a_deferred_rows_table_goes_after_them(db: Da
         await session.close()
 
 
-async def test_rows_that_keep_existing_ones_ride_along_padded(db: Database) -> None:
-    """Rows that keep a row already there (where messages were posted) are padded like IN lists when they ride
-    along (their last row again, inserted once): four new rows are stored once each, the one already there is
-    kept as it was."""
+async def test_rows_that_keep_existing_ones_ride_along_once_each(db: Database) -> None:
+    """Rows that keep a row already there (where messages were posted) ride along with the unit's next statement:
+    new rows are stored once each, a key already there is kept as it was, whatever the number of rows. On
+    PostgreSQL they go as one array per column, so that any number of rows is the same statement (a VALUES list was
+    a statement per number of rows, parsed, planned and prepared anew)."""
     rid = await _request(db)
     at = datetime.now(UTC)
-    posted = [{"request_id": rid, "purpose": f"dm:U{i}", "channel_id": f"DU{i}", "ts": f"1.{i}"} for i in range(5)]
+    posted = [{"request_id": rid, "purpose": f"dm:U{i}", "channel_id": f"DU{i}", "ts": f"1.{i}"} for i in range(40)]
     session = db.session_factory()
     try:
         driver = Driver(session)
         driver.defer(repository.MESSAGES, {**posted[0], "posted_at": at}, keep_existing=True)
         await driver.write_deferred()
-        # Five rows (padded to eight), the last a key stored already.
-        for row in (*posted[1:], {**posted[0], "ts": "9.9"}):
-            driver.defer(repository.MESSAGES, {**row, "posted_at": at}, keep_existing=True)
-        await driver.rows(repository._GET, {"b_id": rid})  # on PostgreSQL they ride along with it
+        riding_before = set(driver_module._RIDING)
+        done = 1
+        for count in (1, 3, 4, 17, 18):  # each batch ends with a key stored already
+            batch = [*posted[done : done + count - 1], {**posted[0], "ts": "9.9"}]
+            for row in batch:
+                driver.defer(repository.MESSAGES, {**row, "posted_at": at}, keep_existing=True)
+            await driver.rows(repository._GET, {"b_id": rid})  # on PostgreSQL they ride along with it
+            done += count - 1
         stored = await session.execute(sa.select(repository.MESSAGES.c.purpose, repository.MESSAGES.c.ts))
-        assert sorted(stored.all()) == sorted((p["purpose"], p["ts"]) for p in posted)
+        assert sorted(stored.all()) == sorted((p["purpose"], p["ts"]) for p in posted[:done])
+        if db.engine.dialect.name == "postgresql":
+            assert len(set(driver_module._RIDING) - riding_before) <= 1  # one statement for five sizes
     finally:
         await session.close()
+
+
+async def test_the_outbox_finishes_any_number_of_notices_with_one_statement(db: Database) -> None:
+    """Deliveries are recorded as done in one UPDATE of the notices' ids; on PostgreSQL the ids go as one array
+    (``= ANY``), so that 1 and 70 notices are the same statement."""
+    rids = []
+    for i in range(25):  # two DMs and the channel's message each
+        made = await services.create_request(
+            uow=db.uow(), requester_id=f"UREQ{i}", resource=f"r{i}", justification="x", approvers=[ALICE, BOB]
+        )
+        rids.append(made.id)
+    uow = db.uow()
+    async with uow:
+        pending = await uow.outbox.find(statuses=(outbox.PENDING,), limit=1000)
+    assert len(pending) >= 70 and {n.request_id for n in pending} == set(rids)
+    at, dialect = datetime.now(UTC), db.engine.dialect.name
+    for batch in (pending[:1], pending[1:3], pending[3:70]):
+        await delivery.notices_delivered(uow=db.uow(), deliveries=[delivery.Delivery(n) for n in batch])
+    uow = db.uow()
+    async with uow:
+        left = await uow.outbox.find(statuses=(outbox.PENDING,), limit=1000)
+        done = await uow.outbox.find(statuses=(outbox.DONE,), limit=1000)
+    assert {n.id for n in done} == {n.id for n in pending[:70]}
+    assert {n.id for n in left} == {n.id for n in pending[70:]}
+    finishing = [p for key, p in driver_module._PREPARED.items() if key[0] == id(outbox._FINISH_MANY[dialect])]
+    assert finishing
+    for prepared in finishing:
+        one, seventy = ({"ids": ids, "status": outbox.DONE, "at": at} for ids in ([1], list(range(70))))
+        same = prepared.args(one)[0] == prepared.args(seventy)[0]
+        assert same is (dialect == "postgresql")  # SQLite's IN list is a statement per (padded) length
