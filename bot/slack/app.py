@@ -97,7 +97,7 @@ def build_app(
     )
 
     app.counter = dispatcher
-    deps = Deps(uow=uow, policy=settings.policy, admins=settings.admin_users)
+    deps = Deps(uow=uow, policy=settings.policy, admins=settings.admin_users, creating=dispatcher.creating)
     for surface in (commands, actions, views, events):
         surface.register(app, deps)
     return app, dispatcher

@@ -13,6 +13,7 @@ from bot.config import Settings
 from bot.service_layer import delivery
 from bot.slack.runner import BotServer
 from bot.testing import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, FakeSlack
+from bot.testing.workspace import Message
 from tests.databases import sqlite_url
 
 
@@ -88,3 +89,13 @@ async def eventually(check: Callable[[], object], timeout: float = 5.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise error
         await asyncio.sleep(0.02)
+
+
+async def settled_dm(world: World, approver: str = "UALICE") -> tuple[str, Message]:
+    """A new request, its notices delivered; its id and ``approver``'s DM about it."""
+    reply = await world.slack.slash("UREQ", "prod-db <@UALICE> <@UBOB> incident 42")
+    rid = reply.text.split("Request ")[1].split(" ")[0]
+    await world.settled()
+    dm = world.slack.dm_about(approver, rid)
+    assert dm is not None
+    return rid, dm

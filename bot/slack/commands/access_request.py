@@ -121,7 +121,8 @@ async def _create(
 
     timer = asyncio.get_running_loop().call_later(ACK_BUDGET, ack_working)
     try:
-        view = await store()
+        with deps.creating():
+            view = await store()
     except DomainError as refused:
         if confirmed is not None:
             withdrawn = f"Request {confirmed.id} is withdrawn, and nobody was told of it: {refused.message}"

@@ -40,21 +40,26 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
 
         async def store() -> RequestView:
-            approvers = await resolve_approvers(
-                client, approver_ids, requester_id=user, required=deps.policy.approvers, recent=deps.recent_approvers
-            )
-            return await services.create_request(
-                uow=deps.uow(),
-                requester_id=user,
-                requester_name=body["user"].get("name", ""),
-                resource=entered("resource") or "",
-                justification=entered("justification") or "",
-                approvers=approvers,
-                duration_minutes=duration,
-                policy=deps.policy,
-                idempotency_key=view["id"],  # a double-clicked submit makes one request
-                confirm_by_message=True,  # a form has no reply of its own: confirm by DM
-            )
+            with deps.creating():
+                approvers = await resolve_approvers(
+                    client,
+                    approver_ids,
+                    requester_id=user,
+                    required=deps.policy.approvers,
+                    recent=deps.recent_approvers,
+                )
+                return await services.create_request(
+                    uow=deps.uow(),
+                    requester_id=user,
+                    requester_name=body["user"].get("name", ""),
+                    resource=entered("resource") or "",
+                    justification=entered("justification") or "",
+                    approvers=approvers,
+                    duration_minutes=duration,
+                    policy=deps.policy,
+                    idempotency_key=view["id"],  # a double-clicked submit makes one request
+                    confirm_by_message=True,  # a form has no reply of its own: confirm by DM
+                )
 
         task = asyncio.ensure_future(store())
         try:
