@@ -330,7 +330,7 @@ class SqlOutbox(AbstractOutbox):
                     claimed_by=None if lease is None else lease.by,
                 )
             params.update({f"{column}_r{i}": value for column, value in row.items()})
-        dialect = self.session.get_bind().dialect.name
+        dialect = self._dialect
         rows = await self.sql.rows(_insert_new(dialect, checked), params)
         new = {r.dedupe_key: (r.id, r.claims) for r in rows}
         if rows and dialect == "postgresql":
